@@ -1,0 +1,1 @@
+"""ntkode.numerics: NTK kernels and batched finite-width training (CuPy or NumPy)."""

@@ -1,0 +1,1 @@
+"""ntkode.verify: theory against simulation, reports and the `ntkode` command line."""

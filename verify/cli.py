@@ -1,0 +1,44 @@
+"""The `ntkode` command line: derive | rates | simulate | verify.
+
+Thin by design: each subcommand's module registers its parser and handler; any
+NtkodeError becomes one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ntkode.theory.errors import NtkodeError
+
+from . import cli_simulate, cli_theory, cli_verify
+
+CONVENTIONS = """conventions: two-layer ReLU net f(x) = m^(-1/2) sum_r a_r relu(w_r.x), NTK
+parametrisation, only W trained unless stated; loss 1/2 ||u - y||^2 (the 'mean'
+convention divides the kernel by n); float64. ODE time: t = k*eta for GD,
+t = k*sqrt(eta) for momentum methods, damping gamma = (1 - beta)/sqrt(eta)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ntkode",
+        description="Convergence rates of GD, heavy ball and Nesterov in the NTK regime.",
+        epilog=CONVENTIONS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (cli_theory, cli_simulate, cli_verify):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NtkodeError as err:
+        print(f"ntkode {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ntkode {args.command}: interrupted", file=sys.stderr)
+        return 130
