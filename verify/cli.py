@@ -1,4 +1,4 @@
-"""The `ntkode` command line: derive | rates | simulate | verify.
+"""The `ntkode` command line: derive | rates | simulate | verify | bench-rates | bench-simulate.
 
 Thin by design: each subcommand's module registers its parser and handler; any
 NtkodeError becomes one line on stderr and exit code 2.
@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ntkode.theory.errors import NtkodeError
 
-from . import cli_simulate, cli_theory, cli_verify
+from . import bench_rates, bench_simulate, cli_simulate, cli_theory, cli_verify
 
 CONVENTIONS = """conventions: two-layer ReLU net f(x) = m^(-1/2) sum_r a_r relu(w_r.x), NTK
 parametrisation, only W trained unless stated; loss 1/2 ||u - y||^2 (the 'mean'
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_theory, cli_simulate, cli_verify):
+    for module in (cli_theory, cli_simulate, cli_verify, bench_rates, bench_simulate):
         module.register(sub)
     return parser
 
