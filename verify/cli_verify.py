@@ -1,6 +1,50 @@
-"""`ntkode` subcommands of the verify work (placeholder until that work lands)."""
+"""`ntkode verify`: run the claims, print the table, write the report; exit 0 only if all pass."""
+from __future__ import annotations
+
 import argparse
+
+from .claims import CLAIMS
+
+DESCRIPTION = """Check the theory's predictions on finite-width networks.
+
+Each claim compares a prediction of ntkode.theory with a measurement on networks
+trained by ntkode.numerics.simulate, within a tolerance fixed in advance; the
+table lists every comparison. Writes DIR/report.json, DIR/report.md and one
+PNG per claim (rewritten as each claim finishes). Exit status: 0 when every claim
+run passed, 1 when any failed, 2 on bad input."""
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    report = run(args.claims, setting=args.setting, device=args.device, out=args.out, progress=True)
+    print(report.table())
+    passed = sum(o.passed for o in report.outcomes)
+    print(
+        f"\n{passed}/{len(report.outcomes)} claims passed ({report.setting}, {report.device}, "
+        f"{report.seconds:.1f} s); report in {report.out}/"
+    )
+    return 0 if report.passed else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to the `ntkode` parser."""
+    """Add `verify` to the `ntkode` parser."""
+    parser = sub.add_parser(
+        "verify",
+        help="run the claims: theory vs finite-width simulation, with a report",
+        description=DESCRIPTION,
+        epilog="claims: " + ", ".join(CLAIMS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--claims", metavar="NAME,...", default=None,
+                        help="comma-separated claim names (default: all)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="setting", action="store_const", const="quick",
+                      help="small nets, minutes on a CPU (default)")
+    size.add_argument("--full", dest="setting", action="store_const", const="full",
+                      help="wider nets and more seeds, meant for a GPU")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="where to simulate (default auto: GPU if CuPy sees one)")
+    parser.add_argument("--out", metavar="DIR", default="ntkode-report",
+                        help="report directory (default ./ntkode-report)")
+    parser.set_defaults(func=_handle, setting="quick")

@@ -1,0 +1,94 @@
+"""Array backend: NumPy on the host or CuPy on a CUDA GPU, chosen once per call.
+
+`device="auto"` takes CuPy when it imports and sees a GPU, NumPy otherwise;
+`"cpu"` forces NumPy; `"gpu"` forces CuPy and raises NtkodeError if it cannot.
+Memory is checked before a batch: `batch_slices` splits the runs so that every
+batch fits in `memory_budget(xp)` bytes, and refuses a single run that cannot fit.
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+
+from ntkode.theory.errors import NtkodeError
+
+DEVICES = ("auto", "cpu", "gpu")
+#: fraction of the free memory one batch may use
+MEMORY_FRACTION = 0.6
+#: on the host, batches are kept about this size so that the work arrays stay in cache
+#: (NumPy's elementwise passes are memory-bound; measured faster than one large batch)
+HOST_BATCH_BYTES = 16 << 20
+
+
+def _cupy_or_none() -> ModuleType | None:
+    """CuPy when it imports and a CUDA device is visible, else None."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy
+    except Exception:  # any CUDA/driver failure means "no GPU here"
+        return None
+    return None
+
+
+def get_xp(device: str = "auto") -> ModuleType:
+    """The array module for `device` in ("auto", "cpu", "gpu")."""
+    if device not in DEVICES:
+        raise NtkodeError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
+    if device == "cpu":
+        return np
+    cupy = _cupy_or_none()
+    if cupy is None and device == "gpu":
+        raise NtkodeError("device 'gpu' requested but CuPy or a CUDA GPU is not available; use --device cpu")
+    return np if cupy is None else cupy
+
+
+def device_name(xp: ModuleType) -> str:
+    """'cpu' for NumPy, 'gpu' for CuPy."""
+    return "cpu" if xp is np else "gpu"
+
+
+def to_host(arr) -> np.ndarray:
+    """A NumPy copy (or view) of a NumPy or CuPy array."""
+    get = getattr(arr, "get", None)
+    return get() if callable(get) else np.asarray(arr)
+
+
+def free_memory(xp: ModuleType) -> int:
+    """Bytes free for new arrays: GPU free memory plus the pool's cache, or the host's MemAvailable."""
+    if xp is not np:
+        free, _total = xp.cuda.runtime.memGetInfo()
+        pool = xp.get_default_memory_pool()
+        return int(free + pool.free_bytes())
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 34
+
+
+def batch_target(xp: ModuleType) -> int | None:
+    """Preferred batch size in bytes: HOST_BATCH_BYTES for NumPy, None (as large as fits) on a GPU."""
+    return HOST_BATCH_BYTES if xp is np else None
+
+
+def memory_budget(xp: ModuleType) -> int:
+    """Bytes one batch may use: MEMORY_FRACTION of `free_memory`."""
+    return int(MEMORY_FRACTION * free_memory(xp))
+
+
+def batch_slices(n_runs: int, bytes_per_run: int, budget: int, target: int | None = None) -> list[slice]:
+    """Split range(n_runs) into contiguous slices whose memory stays within `budget` bytes
+    (and near `target` bytes when given, at least one run a slice)."""
+    if bytes_per_run > budget:
+        raise NtkodeError(
+            f"one run needs {bytes_per_run / 2**30:.2f} GiB but only {budget / 2**30:.2f} GiB is free; "
+            "reduce the width or the number of samples"
+        )
+    per_batch = min(n_runs, budget // max(bytes_per_run, 1))
+    if target is not None:
+        per_batch = min(per_batch, target // max(bytes_per_run, 1))
+    per_batch = max(1, per_batch)
+    return [slice(i, min(i + per_batch, n_runs)) for i in range(0, n_runs, per_batch)]

@@ -1,0 +1,100 @@
+"""Data sets: points on the sphere, the paper's regression set, scikit-learn's digits, user files.
+
+Every loader returns (X, y) as float64 arrays of shapes (n, d) and (n,).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ntkode.theory.errors import NtkodeError
+
+from .kernels import as_inputs
+
+
+def _positive(name: str, value: int) -> int:
+    if int(value) != value or value < 1:
+        raise NtkodeError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def as_labels(y, n: int) -> np.ndarray:
+    """y as a finite float64 (n,) array, or NtkodeError."""
+    arr = np.asarray(y, dtype=float)
+    if arr.shape != (n,):
+        raise NtkodeError(f"labels y must have shape ({n},) to match X; got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise NtkodeError(f"labels y contain NaN or inf at {np.flatnonzero(~np.isfinite(arr))[:10].tolist()}")
+    return arr
+
+
+def sphere_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """x_i uniform on the unit sphere S^{d-1} (normalised Gaussians), labels y_i ~ N(0, 1)."""
+    n, d = _positive("n", n), _positive("d", d)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X, rng.standard_normal(n)
+
+
+def paper_data(n: int, seed: int = 0, *, normalise: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Bu, Xu & Chen's set: x1, x2 ~ N(0, 1), x3 = linspace(-4, 4, n), y = -0.5 x1 + 1.2 x2 + 10 sin(x3).
+
+    The inputs are not unit vectors (the kernel then scales with ||x_i|| ||x_j||);
+    `normalise=True` divides each x_i by its norm, leaving y unchanged.
+    """
+    n = _positive("n", n)
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
+    x3 = np.linspace(-4.0, 4.0, n)
+    X = np.stack([x1, x2, x3], axis=1)
+    y = -0.5 * x1 + 1.2 * x2 + 10.0 * np.sin(x3)
+    if normalise:
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X, y
+
+
+def digits_data(
+    n: int, classes: tuple[int, ...] = (0, 1), seed: int = 0, normalise: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """n images of scikit-learn's 8x8 digits from `classes`, drawn without replacement.
+
+    X: the 64 pixel values, divided by each row's norm when `normalise`; y: the
+    class's position in `classes` mapped linearly onto [-1, 1] (-1/+1 for two classes).
+    """
+    n = _positive("n", n)
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise NtkodeError("the digits data set needs scikit-learn: pip install 'ntkode[digits]'") from None
+    classes = tuple(int(c) for c in classes)
+    if len(classes) < 2 or len(set(classes)) != len(classes) or not set(classes) <= set(range(10)):
+        raise NtkodeError(f"classes must be at least two distinct digits 0-9; got {classes}")
+    images, target = load_digits(return_X_y=True)
+    pool = np.flatnonzero(np.isin(target, classes))
+    if n > pool.size:
+        raise NtkodeError(f"only {pool.size} digits of classes {classes} exist; asked for n={n}")
+    pick = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
+    X = images[pick].astype(float)
+    if normalise:
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    position = np.array([classes.index(int(c)) for c in target[pick]], dtype=float)
+    return X, 2.0 * position / (len(classes) - 1) - 1.0
+
+
+def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) from a .npz file with arrays `X` (n, d) and `y` (n,)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise NtkodeError(f"cannot read data file {path}: {err}") from None
+    if not hasattr(archive, "files"):
+        raise NtkodeError(f"{path} is a single array, not an .npz archive with keys X and y")
+    with archive:
+        arrays = {key: archive[key] for key in ("X", "y") if key in archive.files}
+    missing = [key for key in ("X", "y") if key not in arrays]
+    if missing:
+        raise NtkodeError(f"{path}: missing array(s) {', '.join(missing)}; need keys X (n, d) and y (n,)")
+    X = as_inputs(arrays["X"])
+    return X, as_labels(arrays["y"], X.shape[0])

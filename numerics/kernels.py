@@ -1,0 +1,136 @@
+"""Neural tangent kernels of f(x) = m^{-1/2} sum_r a_r relu(w_r.x) (THEORY.md section 1).
+
+train="W" (only the first layer trained, a fixed) or "both" (a trained too, which
+adds the second-layer kernel). loss="sum" is L = 1/2 ||u-y||^2; loss="mean" is
+L = 1/(2n) ||u-y||^2, which divides every kernel by n.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ntkode.theory.errors import NtkodeError
+
+TRAINS = ("W", "both")
+LOSSES = ("sum", "mean")
+
+
+def check_options(train: str, loss: str) -> None:
+    """NtkodeError unless train in TRAINS and loss in LOSSES."""
+    if train not in TRAINS:
+        raise NtkodeError(f"--train must be one of {', '.join(TRAINS)}; got {train!r}")
+    if loss not in LOSSES:
+        raise NtkodeError(f"--loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+
+
+def as_inputs(X) -> np.ndarray:
+    """X as a finite float64 (n, d) array with n >= 1, or NtkodeError."""
+    arr = np.asarray(X, dtype=float)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise NtkodeError(f"inputs X must be a non-empty 2-D array (n, d); got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
+        raise NtkodeError(f"inputs X contain NaN or inf in rows {bad[:10].tolist()}")
+    return arr
+
+
+def _angles(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(G, norms outer product, theta): Gram matrix, ||x_i|| ||x_j||, angle arccos(cos_ij) (pi/2 for a zero input)."""
+    G = X @ X.T
+    norms = np.sqrt(np.diag(G))
+    outer = np.outer(norms, norms)
+    cos = np.divide(G, outer, out=np.zeros_like(G), where=outer > 0)
+    return G, outer, np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def ntk_infinite(X, train: str = "W", kappa: float = 1.0, loss: str = "sum") -> np.ndarray:
+    """H-infinity: x_i.x_j (pi - theta_ij)/(2 pi)  [+ kappa^2 ||x_i|| ||x_j|| (sin t + (pi - t) cos t)/(2 pi) if both]."""
+    check_options(train, loss)
+    X = as_inputs(X)
+    G, outer, theta = _angles(X)
+    H = G * (np.pi - theta) / (2 * np.pi)
+    if train == "both":
+        H = H + kappa**2 * outer * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
+    return H / X.shape[0] if loss == "mean" else H
+
+
+def empirical_from_preactivations(Z, a, G, train: str = "W", loss: str = "sum"):
+    """H(W) from Z = W X^T (..., m, n): (1/m)[(S^T S) * G  (+ relu(Z)^T relu(Z) if both)], S = a * 1{Z >= 0}.
+
+    Works on stacked (B, m, n) arrays of NumPy or CuPy alike.
+    """
+    m, n = Z.shape[-2], Z.shape[-1]
+    S = (Z >= 0) * a[..., :, None]
+    St = S.swapaxes(-1, -2)
+    H = (St @ S) * G
+    if train == "both":
+        R = Z * (Z > 0)
+        H = H + R.swapaxes(-1, -2) @ R
+    H = H / m
+    return H / n if loss == "mean" else H
+
+
+def ntk_empirical(W, a, X, train: str = "W", loss: str = "sum") -> np.ndarray:
+    """Empirical NTK H(W)_ij = (x_i.x_j/m) sum_r a_r^2 1{w_r.x_i >= 0} 1{w_r.x_j >= 0} (+ second layer if both)."""
+    check_options(train, loss)
+    X = as_inputs(X)
+    W = np.asarray(W, dtype=float)
+    a = np.asarray(a, dtype=float)
+    if W.ndim != 2 or W.shape[1] != X.shape[1] or a.shape != (W.shape[0],):
+        raise NtkodeError(f"need W (m, d={X.shape[1]}) and a (m,); got W {W.shape}, a {a.shape}")
+    return empirical_from_preactivations(W @ X.T, a, X @ X.T, train, loss)
+
+
+def kernel_spectrum(H) -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalues ascending, orthonormal eigenvectors as columns) of a symmetric kernel."""
+    H = np.asarray(H, dtype=float)
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or not np.all(np.isfinite(H)):
+        raise NtkodeError(f"a kernel must be a finite square matrix; got shape {H.shape}")
+    if not np.allclose(H, H.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(H).max()))):
+        raise NtkodeError("a kernel must be symmetric")
+    return np.linalg.eigh((H + H.T) / 2)
+
+
+def kernel_drift(H, H0) -> float:
+    """||H - H0||_2 / ||H0||_2 (spectral norms)."""
+    H, H0 = np.asarray(H, dtype=float), np.asarray(H0, dtype=float)
+    if H.shape != H0.shape:
+        raise NtkodeError(f"kernels differ in shape: {H.shape} vs {H0.shape}")
+    scale = np.linalg.norm(H0, 2)
+    if scale == 0:
+        raise NtkodeError("kernel drift is undefined for a zero initial kernel")
+    return float(np.linalg.norm(H - H0, 2) / scale)
+
+
+def _parallel_pairs(X: np.ndarray, rel_tol: float) -> list[tuple[int, int, bool]]:
+    """(i, j, duplicate?) for i < j whose inputs point the same way: 1 - cos theta_ij <= rel_tol."""
+    G, outer, _ = _angles(X)
+    cos = np.divide(G, outer, out=np.zeros_like(G), where=outer > 0)
+    i, j = np.nonzero(np.triu(1.0 - cos <= rel_tol, k=1) & (outer > 0))
+    same = np.all(np.isclose(X[i], X[j], rtol=rel_tol, atol=0.0), axis=1)
+    return list(zip(i.tolist(), j.tolist(), same.tolist()))
+
+
+def check_data(X, rel_tol: float = 1e-6) -> None:
+    """NtkodeError naming the inputs if H-infinity is singular or nearly so.
+
+    Zero inputs, duplicate or (positively) parallel pairs with 1 - cos theta <= rel_tol,
+    and lambda_min(H-inf) <= rel_tol * lambda_max (named by the largest entries of
+    the bottom eigenvector) are all reported.
+    """
+    X = as_inputs(X)
+    zero = np.flatnonzero(np.linalg.norm(X, axis=1) == 0)
+    if zero.size:
+        raise NtkodeError(f"inputs {zero[:10].tolist()} are zero vectors: the NTK is singular there")
+    pairs = _parallel_pairs(X, rel_tol)
+    if pairs:
+        shown = ", ".join(f"{i} and {j} ({'duplicate' if dup else 'parallel'})" for i, j, dup in pairs[:10])
+        more = f" and {len(pairs) - 10} more" if len(pairs) > 10 else ""
+        raise NtkodeError(f"inputs {shown}{more} point the same way: the NTK is singular; remove one of each pair")
+    lam, vec = np.linalg.eigh(ntk_infinite(X))
+    if lam[0] <= rel_tol * lam[-1]:
+        weight = np.abs(vec[:, 0])
+        culprits = np.flatnonzero(weight >= 0.5 * weight.max())[:10].tolist()
+        raise NtkodeError(
+            f"H-infinity is nearly singular (lambda_min/lambda_max = {lam[0] / lam[-1]:.2e} <= {rel_tol:g}); "
+            f"inputs {culprits} are nearly dependent: remove or perturb them"
+        )

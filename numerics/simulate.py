@@ -1,0 +1,256 @@
+"""simulate: train ensembles of two-layer ReLU nets by any declared method, batched on CPU or GPU.
+
+Runs = settings x seeds for each width, stacked along a leading batch axis
+(`engine.Batch`); the batch is split to fit in memory. The same seed gives the
+same network on every width's host draw (`init_network`) and on every backend.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ntkode.theory.errors import NtkodeError
+from ntkode.theory.methods import Method, get_method
+
+from .backend import batch_slices, batch_target, device_name, get_xp, memory_budget
+from .data import as_labels
+from .engine import Batch, Problem
+from .kernels import as_inputs, check_data, check_options, kernel_drift, kernel_spectrum, ntk_empirical, ntk_infinite
+from .network import init_network
+from .result import SimulationResult
+
+SPACES = ("auto", "z", "w")
+#: SimulationResult fields with axes (width, setting, ...)
+_PER_SETTING_FIELDS = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")
+
+
+def hyper_settings(method: Method, hyper: dict | Sequence[dict]) -> list[dict]:
+    """The list of settings, each validated by `method.check_hyper` and reduced to its keys, as floats."""
+    listed = [hyper] if isinstance(hyper, dict) else list(hyper)
+    if not listed:
+        raise NtkodeError("give at least one hyper-parameter setting")
+    out = []
+    for setting in listed:
+        unknown = set(setting) - set(method.hyper)
+        if unknown:
+            raise NtkodeError(f"method {method.name!r} takes {', '.join(method.hyper)}; got unknown {sorted(unknown)}")
+        checked = method.check_hyper(**setting)
+        out.append({name: float(value) for name, value in checked.items()})
+    return out
+
+
+def coefficient_tables(method: Method, steps: int, runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(A, C) of shape (steps, q, B): a_j(k), c_j(k) of `method` for every run's hyper-parameters."""
+    hyper = {name: np.array([run.get(name, 0.0) for run in runs]) for name in ("momentum", "momentum2", "r")}
+    B, q = len(runs), method.memory
+    A, C = np.empty((steps, q, B)), np.empty((steps, q, B))
+    for k in range(1, steps + 1):
+        a, c = method.coefficients(k, **hyper)
+        A[k - 1] = [np.broadcast_to(x, (B,)) for x in a]
+        C[k - 1] = [np.broadcast_to(x, (B,)) for x in c]
+    return A, C
+
+
+def choose_space(n: int, d: int, space: str = "auto") -> str:
+    """'z' (one m x n x n GEMM a step) when n <= 2 d, else 'w' (two m x n x d GEMMs)."""
+    if space not in SPACES:
+        raise NtkodeError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
+    if space != "auto":
+        return space
+    return "z" if n <= 2 * d else "w"
+
+
+def bytes_per_run(m: int, n: int, d: int, q: int, space: str, steps: int, track_d: bool, itemsize: int) -> int:
+    """Device memory one run needs: its (m, n) and (m, d) arrays and its records."""
+    mn = q + 4 + (1 if space == "w" else 0) + ((q + 3) if track_d else 0)
+    md = (q + 3) if space == "w" else (1 if track_d else 0)
+    records = (steps + 1) * (n + 2)
+    return itemsize * (m * n * mn + m * d * md + records + 2 * n * n) + m * n
+
+
+def predicted_unstable(method: str, lam: np.ndarray, settings: list[dict]) -> np.ndarray:
+    """Per setting, whether theory's spectral radius on the (positive) H-inf spectrum exceeds stability."""
+    try:
+        from ntkode.theory import spectral_radius
+    except ImportError:
+        from ntkode.theory.discrete import spectral_radius
+    positive = lam[lam > 0]
+    return np.array([not bool(spectral_radius(method, positive, **setting).stable) for setting in settings])
+
+
+def _positive_ints(name: str, values) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(values))
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.equal(np.mod(arr, 1), 0)) or np.any(arr < 1):
+        raise NtkodeError(f"{name} must be positive integers; got {values!r}")
+    return arr.astype(int)
+
+
+def _seeds(seeds) -> np.ndarray:
+    """seeds=S (int) means range(S); a sequence is taken as the seeds themselves."""
+    if np.ndim(seeds) == 0:
+        return np.arange(_positive_ints("--seeds", seeds)[0])
+    arr = np.asarray(seeds)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise NtkodeError(f"seeds must be a positive count or a list of integers; got {seeds!r}")
+    return arr.astype(int)
+
+
+def simulate(
+    method: str,
+    X,
+    y,
+    widths: int | Sequence[int],
+    steps: int,
+    seeds: int | Sequence[int] = 1,
+    hyper: dict | Sequence[dict] = (),
+    device: str = "auto",
+    loss: str = "sum",
+    train: str = "W",
+    kappa: float = 1.0,
+    drift_steps: Sequence[int] = (),
+    keep_weights: bool = False,
+    progress: bool = True,
+    *,
+    movement: bool = True,
+    projections: bool = True,
+    space: str = "auto",
+    dtype: str = "float64",
+    check: bool = True,
+) -> SimulationResult:
+    """Full-batch training of f(x) = m^{-1/2} sum_r a_r relu(w_r.x) by `method` for every
+    (width, setting, seed); see SimulationResult for what is recorded.
+
+    hyper: one dict or a list of dicts with the method's keys (lr, momentum, momentum2, r).
+    seeds: a count S (seeds 0..S-1) or explicit seeds. space: "z", "w" or "auto" (cheaper).
+    movement/projections: record those every step (movement costs extra passes in space z).
+    check=False skips `check_data` (near-singular kernels then go through unreported).
+    """
+    spec = get_method(method)
+    check_options(train, loss)
+    X = as_inputs(X)
+    y = as_labels(y, X.shape[0])
+    if check:
+        check_data(X)
+    widths_arr = _positive_ints("--width", widths)
+    steps = int(_positive_ints("--steps", steps)[0])
+    seed_arr = _seeds(seeds)
+    settings = hyper_settings(spec, hyper)
+    if dtype not in ("float64", "float32"):
+        raise NtkodeError(f"dtype must be float64 or float32; got {dtype!r}")
+    drift = sorted({int(s) for s in drift_steps})
+    if any(s < 0 or s > steps for s in drift):
+        raise NtkodeError(f"drift steps must lie in 0..{steps}; got {list(drift_steps)}")
+    xp = get_xp(device)
+    n, d = X.shape
+    chosen = choose_space(n, d, space)
+    lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
+    runs = [setting for setting in settings for _ in seed_arr]
+    A, C = coefficient_tables(spec, steps, runs)
+    lr = np.array([run["lr"] for run in runs])
+    track_d = chosen == "z" and (movement or keep_weights)
+    total = len(widths_arr) * steps
+    bar = tqdm(total=total * len(runs), disable=not progress, unit="run-step", leave=False, mininterval=0.5)
+    per_width = []
+    with bar:
+        for m in widths_arr:
+            per_width.append(
+                _simulate_width(
+                    xp, spec, X, y, U, int(m), seed_arr, runs, lr, A, C, steps, chosen, train, loss, kappa,
+                    dtype, drift, movement, projections, keep_weights, track_d, bar,
+                )
+            )
+    return _assemble(
+        spec.name, settings, widths_arr, seed_arr, steps, X, y, per_width, drift, lam_inf, loss, train, kappa,
+        chosen, device_name(xp), dtype, predicted_unstable(spec.name, lam_inf, settings),
+    )
+
+
+def _simulate_width(xp, spec, X, y, U, m, seeds, runs, lr, A, C, steps, space, train, loss, kappa,
+                    dtype, drift, movement, projections, keep_weights, track_d, bar) -> dict:
+    """All runs of width m, in as many batches as memory needs; host records for every run."""
+    n, d = X.shape
+    scale = 1.0 / np.sqrt(m) / (n if loss == "mean" else 1)
+    prob = Problem(
+        xp=xp, X=xp.asarray(X, dtype=dtype), G=xp.asarray(X @ X.T, dtype=dtype), y=xp.asarray(y, dtype=dtype),
+        U=xp.asarray(U, dtype=dtype), scale=scale, space=space, train=train, loss=loss, dtype=np.dtype(dtype),
+    )
+    nets = [init_network(m, d, int(seed), kappa) for seed in seeds]
+    seed_of_run = np.arange(len(runs)) % len(seeds)
+    itemsize = np.dtype(dtype).itemsize
+    need = bytes_per_run(m, n, d, spec.memory, space, steps, track_d, itemsize)
+    records = []
+    for part in batch_slices(len(runs), need, memory_budget(xp), batch_target(xp)):
+        which = seed_of_run[part]
+        W0 = xp.asarray(np.stack([nets[s][0] for s in which]), dtype=dtype)
+        a0 = xp.asarray(np.stack([nets[s][1] for s in which]), dtype=dtype)
+        batch = Batch(prob, W0, a0, lr[part], A[:, :, part], C[:, :, part], steps, movement, projections, track_d)
+        with np.errstate(over="ignore", invalid="ignore"):
+            records.append((part.start, batch.run(drift, on_step=_ticker(bar, batch))))
+        del batch
+    H0 = [ntk_empirical(W, a, X, train, loss) for W, a in nets]
+    merged = _merge_batches(records, len(runs), steps, n, seed_of_run, H0, drift, keep_weights, m, d)
+    merged["lam_emp"] = np.array([kernel_spectrum(H)[0] for H in H0])
+    return merged
+
+
+def _merge_batches(records, R, steps, n, seed_of_run, H0, drift, keep_weights, m, d) -> dict:
+    """Per-run host arrays (run axis first) from the batches' records."""
+    out = {
+        "error_norm": np.full((R, steps + 1), np.nan),
+        "projections": None if records[0][1]["projections"] is None else np.full((R, steps + 1, n), np.nan),
+        "weight_movement": None if records[0][1]["weight_movement"] is None else np.full((R, steps + 1), np.nan),
+        "diverged_step": np.full(R, -1),
+        "kernel_drift": np.full((R, len(drift)), np.nan),
+        "final_W": np.full((R, m, d), np.nan) if keep_weights else None,
+        "final_a": np.full((R, m), np.nan) if keep_weights else None,
+    }
+    for start, rec in records:
+        rows = slice(start, start + rec["error_norm"].shape[0])
+        for name in ("error_norm", "projections", "weight_movement", "diverged_step"):
+            if out[name] is not None:
+                out[name][rows] = rec[name]
+        for col, k in enumerate(drift):
+            if k in rec["kernels"]:
+                local, kernels = rec["kernels"][k]
+                for run, H in zip(start + local, kernels):
+                    out["kernel_drift"][run, col] = kernel_drift(H, H0[seed_of_run[run]])
+        if keep_weights and rec["final"] is not None:
+            local, W, a = rec["final"]
+            out["final_W"][start + local], out["final_a"][start + local] = W, a
+    return out
+
+
+def _assemble(method, settings, widths, seeds, steps, X, y, per_width, drift, lam_inf, loss, train, kappa,
+              space, device, dtype, unstable) -> SimulationResult:
+    """Stack the widths and split the run axis into (setting, seed)."""
+    ns, nseed = len(settings), len(seeds)
+
+    def stacked(name):
+        if per_width[0][name] is None:
+            return None
+        return np.stack([pw[name].reshape((ns, nseed) + pw[name].shape[1:]) for pw in per_width])
+
+    def per_width_list(name):
+        if per_width[0][name] is None:
+            return None
+        return [pw[name].reshape((ns, nseed) + pw[name].shape[1:]) for pw in per_width]
+
+    diverged_step = stacked("diverged_step")
+    return SimulationResult(
+        method=method, settings=settings, widths=widths, seeds=seeds, steps=steps, X=X, y=y,
+        error_norm=stacked("error_norm"), projections=stacked("projections"),
+        weight_movement=stacked("weight_movement"), kernel_drift=stacked("kernel_drift"),
+        drift_steps=np.array(drift, dtype=int), diverged=diverged_step >= 0, diverged_step=diverged_step,
+        predicted_unstable=unstable, lam_inf=lam_inf, lam_emp=np.stack([pw["lam_emp"] for pw in per_width]),
+        final_W=per_width_list("final_W"), final_a=per_width_list("final_a"),
+        loss=loss, train=train, kappa=float(kappa), space=space, device=device, dtype=dtype,
+    )
+
+
+def _ticker(bar, batch) -> Callable:
+    def tick(remaining_steps: int = 1) -> None:
+        bar.update(remaining_steps * batch.B)
+
+    return tick

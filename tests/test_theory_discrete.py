@@ -1,0 +1,134 @@
+"""Discrete rates: closed form = companion matrix = iterated recurrence; Jury = blow-up."""
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from ntkode.theory import METHODS, NtkodeError, derive, jury_conditions, rate_function, spectral_radius
+from ntkode.theory.discrete import RATE_ARGS, closed_form_rate, rate_polynomial
+
+LARGE_K = 10**12  # nag's beta_k at this step is 1 - O(1e-12): its k -> infinity limit
+
+
+def recurrence_coefficients(method, lam, eta, beta, beta2):
+    """x_k = sum_j (a_j - eta lam c_j) x_{k-1-j}, straight from the declared update rule."""
+    a, c = METHODS[method].coefficients(LARGE_K, momentum=beta, momentum2=beta2, r=3.0)
+    return np.array([float(aj - eta * lam * cj) for aj, cj in zip(a, c)])
+
+
+def companion_radius(method, lam, eta, beta, beta2):
+    coef = recurrence_coefficients(method, lam, eta, beta, beta2)
+    comp = np.eye(len(coef), k=-1)
+    comp[0, :] = coef
+    return float(np.abs(np.linalg.eigvals(comp)).max())
+
+
+def iterated_rate(method, lam, eta, beta, beta2, steps=2000, seed=0):
+    """Growth per step of the renormalised recurrence over its second half."""
+    coef = recurrence_coefficients(method, lam, eta, beta, beta2)
+    x = np.random.default_rng(seed).standard_normal(len(coef))
+    log_norm = 0.0
+    for step in range(steps):
+        x = np.concatenate([[coef @ x], x[:-1]])
+        norm = np.linalg.norm(x)
+        x /= norm
+        if step == steps // 2 - 1:
+            log_norm = 0.0
+        else:
+            log_norm += np.log(norm)
+    return float(np.exp(log_norm / (steps - steps // 2 - 1)))
+
+
+configs = st.tuples(
+    st.sampled_from(sorted(METHODS)),
+    st.floats(1e-2, 10.0),  # lam
+    st.floats(1e-3, 1.0),  # eta * lam_max scale
+    st.floats(0.0, 0.98),  # beta
+    st.floats(0.0, 0.5),  # beta2
+)
+
+
+@given(configs)
+def test_compiled_rate_equals_companion_radius(cfg):
+    method, lam, x, beta, beta2 = cfg
+    eta = 2.5 * x / lam
+    fast = float(rate_function(method)(np.array([lam]), eta, beta, beta2)[0])
+    # near a double root the eigenvalues move like sqrt(machine eps): 1e-6 absolute
+    assert fast == pytest.approx(companion_radius(method, lam, eta, beta, beta2), abs=1e-6)
+
+
+@given(configs)
+def test_closed_form_rate_equals_compiled_rate(cfg):
+    method, lam, x, beta, beta2 = cfg
+    eta = 2.5 * x / lam
+    expr = closed_form_rate(rate_polynomial(method))
+    sym = complex(sp.lambdify(RATE_ARGS, expr, "numpy")(complex(lam), eta, beta, beta2)).real
+    fast = float(rate_function(method)(np.array([lam]), eta, beta, beta2)[0])
+    assert sym == pytest.approx(fast, abs=1e-6)
+
+
+@given(configs)
+def test_rate_equals_decay_of_iterated_recurrence(cfg):
+    method, lam, x, beta, beta2 = cfg
+    eta = 2.5 * x / lam
+    rho = companion_radius(method, lam, eta, beta, beta2)
+    assume(0.3 < rho < 1.2)
+    fast = float(rate_function(method)(np.array([lam]), eta, beta, beta2)[0])
+    # a 1000-step average of log-growth: mode mixing and t^q factors cost < 1e-2
+    assert iterated_rate(method, lam, eta, beta, beta2) == pytest.approx(fast, abs=1e-2)
+
+
+@given(configs)
+def test_jury_stability_matches_blow_up(cfg):
+    method, lam, x, beta, beta2 = cfg
+    eta = 2.5 * x / lam
+    rho = companion_radius(method, lam, eta, beta, beta2)
+    assume(abs(rho - 1) > 0.02)
+    cond = jury_conditions(rate_polynomial(method))
+    stable = bool(sp.lambdify(RATE_ARGS, cond, "numpy")(lam, eta, beta, beta2))
+    grows = iterated_rate(method, lam, eta, beta, beta2, steps=600) > 1
+    assert stable == (not grows) == (rho < 1)
+
+
+@given(st.floats(0.01, 10), st.floats(0.1, 10), st.floats(1e-3, 0.5))
+def test_scaling_eigenvalue_equals_scaling_lr(lam, c, eta):
+    for method in METHODS:
+        f = rate_function(method)
+        assert f(np.array([c * lam]), eta, 0.5, 0.1)[0] == pytest.approx(f(np.array([lam]), c * eta, 0.5, 0.1)[0])
+
+
+def test_known_closed_forms():
+    beta, eta, lam = sp.symbols("beta eta lam", positive=True)
+    hb = spectral_radius("hb", [0.3, 1.0], lr=0.5, momentum=0.6)  # complex roots: |z| = sqrt(beta)
+    assert hb.rate == pytest.approx(np.sqrt(0.6))
+    nag = spectral_radius("nag", [0.2, 1.0], lr=0.7, r=3)
+    assert nag.radius == pytest.approx(np.sqrt(1 - 0.7 * np.array([0.2, 1.0])))
+    gd = spectral_radius("gd", [1.0, 3.0], lr=1.0)
+    assert (gd.rate, gd.argmax_lambda, gd.stable) == (2.0, 3.0, False)
+    assert str(derive("gd").rate) == "Abs(eta*lam - 1)"
+    assert sp.sympify(derive("mom2").to_json()["polynomial"]).has(sp.Symbol("beta2"))
+
+
+def test_hb_jury_region_matches_theory():
+    cond = jury_conditions(rate_polynomial("hb"))
+    f = sp.lambdify(RATE_ARGS, cond, "numpy")
+    for lam, eta, beta in [(1, 2.9, 0.5), (1, 3.1, 0.5), (2, 0.5, 0.99)]:
+        assert bool(f(lam, eta, beta, 0)) == (eta * lam < 2 * (1 + beta))
+
+
+@pytest.mark.parametrize("bad", [[], [0.0], [-1.0], [np.nan], [np.inf], "abc"])
+def test_bad_eigenvalues_raise(bad):
+    with pytest.raises(NtkodeError):
+        spectral_radius("gd", bad, lr=0.1)
+
+
+def test_bad_hyper_raise():
+    with pytest.raises(NtkodeError, match="--momentum"):
+        spectral_radius("hb", [1.0], lr=0.1)
+    with pytest.raises(NtkodeError):
+        spectral_radius("hb", [1.0], lr=0.1, momentum=1.0)
+    with pytest.raises(NtkodeError):
+        spectral_radius("nag", [1.0], lr=0.1, r=0.0)
+    with pytest.raises(NtkodeError):
+        spectral_radius("sgd", [1.0], lr=0.1)

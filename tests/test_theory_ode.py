@@ -1,0 +1,106 @@
+"""Limiting ODEs: hand formulas of THEORY.md, exponents against expm/solve_ivp, optimal damping."""
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.integrate import solve_ivp
+from scipy.linalg import expm
+
+from ntkode.theory import derive_ode, ode_rate, optimal
+from ntkode.theory.ode import expansion, ode_coefficients, ode_polynomial
+from ntkode.theory.symbols import BY_NAME, beta2, gamma, h, lam, r, s, t
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("gd", s + lam),
+    ("hb", s**2 + gamma * s + lam),
+    ("nag-sc", s**2 + gamma * s + lam),
+    ("nag", s**2 + r / t * s + lam),
+    ("mom2", s**2 + (gamma * s + lam) / (1 + beta2)),
+])
+def test_low_resolution_matches_theory(method, expected):
+    assert sp.simplify(ode_polynomial(method, "low") - expected) == 0
+
+
+def test_nag_sc_and_hb_differ_by_gradient_correction_at_h3():
+    assert sp.simplify(expansion("nag-sc")[2] - expansion("hb")[2] - lam * s) == 0
+
+
+def test_nag_high_resolution_is_shi_after_time_shift():
+    """With t_k = (k + r/2) sqrt(eta) the general-r form is Shi et al.'s; r = 3 reproduces it."""
+    tau = sp.Symbol("tau", positive=True)
+    shifted = [sp.series(c.subs(t, tau - r * h / 2), h, 0, 2).removeO() for c in ode_coefficients("nag", "high")]
+    shi = [lam * (1 + r * h / (2 * tau)), r / tau + h * lam]
+    assert all(sp.simplify(a - b) == 0 for a, b in zip(shifted, shi))
+    shi3 = [lam * (1 + 3 * h / (2 * tau)), 3 / tau + h * lam]
+    assert all(sp.simplify(a.subs(r, 3) - b) == 0 for a, b in zip(shifted, shi3))
+
+
+def test_nag_high_resolution_in_step_time():
+    a0, a1 = ode_coefficients("nag", "high")
+    assert sp.simplify(a1 - (r / t + h * lam - h * r**2 / (2 * t**2))) == 0
+    assert sp.simplify(a0 - lam * (1 + r * h / (2 * t))) == 0
+
+
+def _companion(method, lam_, resolution="low", **vals):
+    subs = {lam: lam_, gamma: vals.get("damping", 0), beta2: vals.get("momentum2", 0), h: vals.get("h", 0)}
+    a = [float(c.subs(subs)) for c in ode_coefficients(method, resolution)]
+    comp = np.eye(len(a), k=1)
+    comp[-1, :] = [-x for x in a]
+    return comp
+
+
+@given(st.sampled_from(["gd", "hb", "nag-sc", "mom2"]), st.floats(0.05, 5), st.floats(0.0, 4),
+       st.floats(0.0, 0.9), st.sampled_from(["low", "high"]), st.floats(1e-4, 1e-1))
+def test_exponent_equals_expm_abscissa(method, lam_, damping, mom2, resolution, lr):
+    res = ode_rate(method, [lam_], resolution, damping=damping, momentum2=mom2, r=3, lr=lr)
+    step = lr if method == "gd" else np.sqrt(lr)
+    comp = _companion(method, lam_, resolution, damping=damping, momentum2=mom2, h=step if resolution == "high" else 0)
+    T = min(200.0, 30.0 / max(res.exponent, 1e-3))  # exp(-alpha T) stays far above underflow
+    # log ||expm(A T)|| / T -> spectral abscissa; a (1 + t) factor at critical damping costs log(T)/T
+    measured = -np.log(np.linalg.norm(expm(comp * T), 2)) / T
+    assert res.exponent == pytest.approx(measured, abs=np.log(4 * T) / T)
+    assert res.exponent == pytest.approx(-np.linalg.eigvals(comp).real.max(), abs=1e-6)
+
+
+def test_exponent_equals_solve_ivp_decay():
+    lam_, damping = 0.7, 0.9
+    res = ode_rate("hb", [lam_], damping=damping)
+    sol = solve_ivp(lambda _, y: [y[1], -damping * y[1] - lam_ * y[0]], (0, 60), [1.0, 0.0],
+                    rtol=1e-10, atol=1e-14, dense_output=True)
+    # energy-like norm, averaged over the last 20 time units
+    tt = np.linspace(40, 60, 2001)
+    y = sol.sol(tt)
+    slope = np.polyfit(tt, np.log(np.hypot(y[0], y[1])), 1)[0]
+    assert -slope == pytest.approx(res.exponent, rel=2e-2)
+
+
+def test_nag_orders_and_exponents():
+    low = ode_rate("nag", [0.5, 2.0], r=3)
+    assert (low.exponent, low.order) == (0.0, pytest.approx(1.5))
+    high = ode_rate("nag", [0.5, 2.0], "high", r=4, lr=1e-2)
+    assert high.exponent == pytest.approx(0.1 * 0.5 / 2) and high.order == pytest.approx(2.0)
+    assert derive_ode("nag").order == r / 2
+
+
+def test_critical_damping_not_beaten_on_grid():
+    eigs = np.geomspace(0.2, 3.0, 9)
+    best = optimal("hb", eigs.min(), eigs.max(), ode=True)
+    assert best["damping"] == pytest.approx(2 * np.sqrt(0.2))
+    assert best["exponent"] == pytest.approx(np.sqrt(0.2))
+    for g in np.linspace(0.01, 4, 400):
+        assert ode_rate("hb", eigs, damping=g).exponent <= best["exponent"] + 1e-9
+    m2 = optimal("mom2", 0.2, 3.0, ode=True)
+    for g in np.linspace(0.01, 4, 100):
+        for b2 in (0.0, 0.3, 0.6):
+            assert ode_rate("mom2", eigs, damping=g, momentum2=b2).exponent <= m2["exponent"] + 1e-9
+
+
+def test_damping_regimes_and_json():
+    d = derive_ode("hb")
+    parsed = sp.sympify(d.to_json()["polynomial"])
+    parsed = parsed.subs({x: BY_NAME[x.name] for x in parsed.free_symbols})
+    assert sp.simplify(parsed - (s**2 + gamma * s + lam)) == 0
+    assert d.regimes["critical"].subs({gamma: 2, lam: 1}) == sp.true
+    assert d.to_json()["order"] == "0"

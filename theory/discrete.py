@@ -1,0 +1,222 @@
+"""Discrete rates: characteristic roots, Jury stability and the spectral radius.
+
+Every quantity comes from `Method.char_poly()`: for a method with memory q,
+p(z) = z^q + c_{q-1} z^(q-1) + ... + c_0 per eigenvalue lam (THEORY.md section 2).
+The rate is rho = max over eigenvalues of max |root of p|. For `nag` (time-varying
+beta_k = (k-1)/(k+r-1)) the per-step rate is that of lim_{k->inf} p, i.e. beta_k -> 1
+(THEORY.md section 4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
+from typing import Callable
+
+import numpy as np
+import sympy as sp
+
+from .errors import NtkodeError
+from .methods import get_method
+from .symbols import beta, beta2, eta, k, lam, z
+
+#: arguments of every compiled function, in this order
+RATE_ARGS = (lam, eta, beta, beta2)
+
+
+@lru_cache(maxsize=None)
+def rate_polynomial(method: str) -> sp.Expr:
+    """p(z) with time-varying coefficients replaced by their k -> infinity limit."""
+    poly = get_method(method).char_poly()
+    if not poly.has(k):
+        return poly
+    coeffs = sp.Poly(poly, z).all_coeffs()
+    limits = [sp.limit(c, k, sp.oo) for c in coeffs]
+    return sum(c * z**i for i, c in enumerate(reversed(limits)))
+
+
+def monic_coefficients(poly: sp.Expr, var: sp.Symbol = z) -> list[sp.Expr]:
+    """[c_0, ..., c_{q-1}] of poly / leading coefficient = var^q + sum c_i var^i."""
+    coeffs = sp.Poly(poly, var).all_coeffs()
+    lead = coeffs[0]
+    return [sp.factor(c / lead) for c in reversed(coeffs[1:])]
+
+
+def jury_conditions(poly: sp.Expr, var: sp.Symbol = z) -> sp.Boolean:
+    """Jury's criterion: all roots of the real polynomial `poly` lie strictly inside |var| = 1.
+
+    With a = coefficients (a_n > 0 after normalising): P(1) > 0, (-1)^n P(-1) > 0,
+    |a_0| < a_n, then on each reduced row b_j = b_0 * b_j - b_last * b_{last-j}
+    the first entry dominates the last in modulus, until three entries remain.
+    """
+    a = list(reversed(sp.Poly(poly, var).all_coeffs()))
+    n = len(a) - 1
+    a = [sp.expand(c / a[-1]) for c in a]
+    conds = [sp.expand(sum(a)) > 0, sp.expand((-1) ** n * sum(c * (-1) ** i for i, c in enumerate(a))) > 0]
+    if n == 1:
+        return sp.And(*conds, sp.Abs(a[0]) < 1)
+    conds.append(sp.Abs(a[0]) < 1)
+    row = a
+    while len(row) > 3:
+        m = len(row) - 1
+        row = [sp.expand(row[0] * row[j] - row[m] * row[m - j]) for j in range(m)]
+        conds.append(sp.Abs(row[0]) > sp.Abs(row[-1]))
+    return sp.And(*conds)
+
+
+def closed_form_rate(poly: sp.Expr, var: sp.Symbol = z) -> sp.Expr:
+    """max |root| of a real monic polynomial, in closed form where it is short.
+
+    Degree 1: |c_0|. Degree 2 (z^2 + b z + c): sqrt(c) if b^2 < 4c (complex pair,
+    |z|^2 = c), else (|b| + sqrt(b^2 - 4c))/2. Higher degree: Max of |roots|.
+    """
+    coeffs = monic_coefficients(poly, var)
+    if len(coeffs) == 1:
+        return sp.Abs(coeffs[0])
+    if len(coeffs) == 2:
+        c, b = coeffs
+        disc = sp.factor(b**2 - 4 * c)
+        return sp.Piecewise((sp.sqrt(c), disc < 0), ((sp.Abs(b) + sp.sqrt(disc)) / 2, True))
+    return sp.Max(*[sp.Abs(root) for root in sp.roots(sp.Poly(poly, var), cubics=True, multiple=True)])
+
+
+# -- numeric root kernels, generic in the array module xp (numpy or cupy) --------
+
+def _quadratic_roots(xp: ModuleType, b, c):
+    """Roots of z^2 + b z + c: q = -(b + sign(b) sqrt(b^2 - 4c))/2 and c/q (no cancellation)."""
+    d = xp.sqrt((b * b - 4 * c).astype(complex))
+    q = -(b + xp.where(b >= 0, 1.0, -1.0) * d) / 2
+    small = c / xp.where(q == 0, 1.0, q)
+    return xp.stack([q, xp.where(q == 0, 0.0, small)], axis=-1)
+
+
+def _cubic_real_root(xp: ModuleType, a2, a1, a0):
+    """One real root of z^3 + a2 z^2 + a1 z + a0 (Cardano or trigonometric), Newton-polished."""
+    p = a1 - a2 * a2 / 3
+    q = 2 * a2**3 / 27 - a2 * a1 / 3 + a0
+    disc = (q / 2) ** 2 + (p / 3) ** 3
+    u = xp.cbrt(-q / 2 - xp.where(q >= 0, 1.0, -1.0) * xp.sqrt(xp.maximum(disc, 0)))
+    one = u - p / (3 * xp.where(u == 0, 1.0, u))
+    m = xp.sqrt(xp.maximum(-p / 3, 0))
+    arg = xp.clip(-q / (2 * xp.where(m == 0, 1.0, m) ** 3), -1, 1)
+    three = 2 * m * xp.cos(xp.arccos(arg) / 3)
+    x = xp.where(disc > 0, one, three) - a2 / 3
+    for _ in range(2):
+        f = ((x + a2) * x + a1) * x + a0
+        df = (3 * x + 2 * a2) * x + a1
+        x = x - xp.where(df == 0, 0.0, f / xp.where(df == 0, 1.0, df))
+    return x
+
+
+def _cubic_roots(xp: ModuleType, a2, a1, a0):
+    """Roots of z^3 + a2 z^2 + a1 z + a0: a real root x, then the quadratic (z - x) divides off."""
+    x = _cubic_real_root(xp, a2, a1, a0)
+    b = a2 + x
+    quad = _quadratic_roots(xp, b, a1 + b * x)
+    return xp.concatenate([x.astype(complex)[..., None], quad], axis=-1)
+
+
+def poly_roots(xp: ModuleType, coeffs: list) -> object:
+    """Roots (..., q) of the monic z^q + sum c_i z^i, coeffs = [c_0, ..., c_{q-1}] arrays."""
+    if len(coeffs) == 1:
+        return (-coeffs[0]).astype(complex)[..., None]
+    if len(coeffs) == 2:
+        return _quadratic_roots(xp, coeffs[1], coeffs[0])
+    if len(coeffs) == 3:
+        return _cubic_roots(xp, coeffs[2], coeffs[1], coeffs[0])
+    raise NtkodeError(f"no numeric root kernel for degree {len(coeffs)}")
+
+
+def _quadratic_radius(xp: ModuleType, b, c):
+    """max |root| of z^2 + b z + c in real arithmetic (the closed form of `closed_form_rate`)."""
+    disc = b * b - 4 * c
+    return xp.where(disc < 0, xp.sqrt(xp.abs(c)), (xp.abs(b) + xp.sqrt(xp.maximum(disc, 0))) / 2)
+
+
+@lru_cache(maxsize=None)
+def _coefficient_function(method: str, xp_name: str, var: sp.Symbol = z) -> Callable:
+    return sp.lambdify(RATE_ARGS, monic_coefficients(rate_polynomial(method), var), modules=xp_name)
+
+
+def _broadcast(xp: ModuleType, values: list, *args) -> list:
+    shape = np.broadcast_shapes(*[np.shape(a) for a in args])
+    return [xp.broadcast_to(xp.asarray(v, dtype=xp.float64), shape) for v in values]
+
+
+def roots_function(method: str, xp: ModuleType = np) -> Callable:
+    """Compiled (lam, eta, beta, beta2) -> complex roots (..., q) of the rate polynomial."""
+    coefficient_fn = _coefficient_function(method, xp.__name__)
+
+    def roots(lam_, eta_, beta_=0.0, beta2_=0.0):
+        coeffs = _broadcast(xp, coefficient_fn(lam_, eta_, beta_, beta2_), lam_, eta_, beta_, beta2_)
+        return poly_roots(xp, coeffs)
+
+    return roots
+
+
+def rate_function(method: str, xp: ModuleType = np) -> Callable:
+    """Compiled, vectorised spectral radius per eigenvalue: (lam, eta, beta, beta2) -> max |root|.
+
+    Degree 2 (hb, nag-sc, nag): real closed form of `closed_form_rate`; degree 1:
+    |c_0|; degree 3 (mom2): real root + deflation (`poly_roots`), not Cardano's
+    complex form, whose cube-root branches lose accuracy near repeated roots.
+    """
+    coefficient_fn = _coefficient_function(method, xp.__name__)
+    degree = sp.degree(rate_polynomial(method), z)
+
+    def rate(lam_, eta_, beta_=0.0, beta2_=0.0):
+        coeffs = _broadcast(xp, coefficient_fn(lam_, eta_, beta_, beta2_), lam_, eta_, beta_, beta2_)
+        if degree == 1:
+            return xp.abs(coeffs[0])
+        if degree == 2:
+            return _quadratic_radius(xp, coeffs[1], coeffs[0])
+        return xp.abs(poly_roots(xp, coeffs)).max(axis=-1)
+
+    return rate
+
+
+@dataclass(frozen=True)
+class RateResult:
+    """Spectral radius of a method on a spectrum: rate = max(radius), stable = rate < 1."""
+
+    method: str
+    rate: float
+    radius: np.ndarray
+    roots: np.ndarray
+    stable: bool
+    argmax_lambda: float
+    eigs: np.ndarray
+    hyper: dict
+
+
+def check_eigs(eigs) -> np.ndarray:
+    """Eigenvalues as a 1-D float64 array, or NtkodeError if empty, non-finite or non-positive."""
+    try:
+        arr = np.atleast_1d(np.asarray(eigs, dtype=float))
+    except (TypeError, ValueError):
+        raise NtkodeError(f"eigenvalues must be numbers; got {eigs!r}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise NtkodeError("eigenvalues must be a non-empty 1-D list")
+    bad = arr[~np.isfinite(arr) | (arr <= 0)]
+    if bad.size:
+        raise NtkodeError(f"eigenvalues must be finite and > 0; got {', '.join(f'{b:g}' for b in bad[:5])}")
+    return arr
+
+
+def hyper_args(values: dict) -> tuple[float, float, float]:
+    """(eta, beta, beta2) from validated hyper-parameters (absent ones are 0: unused)."""
+    return tuple(float(values.get(n, 0.0)) for n in ("lr", "momentum", "momentum2"))
+
+
+def spectral_radius(method: str, eigs, **hyper: float) -> RateResult:
+    """rho = max over eigs of max |root of p(z)| (nag: of lim_{k->inf} p, per-step factor)."""
+    m = get_method(method)
+    lam_ = check_eigs(eigs)
+    values = {n: float(v) for n, v in m.check_hyper(**hyper).items()}
+    args = hyper_args(values)
+    roots = np.asarray(roots_function(method)(lam_, *args))
+    radius = np.asarray(rate_function(method)(lam_, *args), dtype=float)
+    if not np.all(np.isfinite(radius)):
+        raise NtkodeError(f"non-finite rate for {method} with {values}; check the hyper-parameters")
+    i = int(np.argmax(radius))
+    return RateResult(method, float(radius[i]), radius, roots, bool(radius[i] < 1), float(lam_[i]), lam_, values)

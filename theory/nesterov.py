@@ -1,0 +1,97 @@
+"""Nesterov with beta_k = (k-1)/(k+r-1): the Su-Boyd-Candes ODE and the discrete asymptotics.
+
+Low-resolution ODE (t = k sqrt(eta)): e'' + (r/t) e' + lam e = 0, e(0) = e0, e'(0) = 0.
+With nu = (r-1)/2 and e = t^(-nu) u, u solves Bessel's equation of order nu; the
+solution regular at t = 0 is e(t) = e0 Gamma(nu+1) (2/(sqrt(lam) t))^nu J_nu(sqrt(lam) t)
+(THEORY.md section 4). Its envelope decays like t^(-r/2). The discrete method with a
+fixed eta instead follows that solution times (1 - eta lam)^(k/2) for 0 < eta lam < 1.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.special as sc
+import sympy as sp
+
+from .errors import NtkodeError
+from .methods import HYPERS
+from .symbols import lam, r, t
+
+e0 = sp.Symbol("e0")
+nu = sp.Symbol("nu", positive=True)
+
+
+def nag_ode() -> sp.Eq:
+    """e'' + (r/t) e' + lam e = 0 for e(t)."""
+    e = sp.Function("e")
+    return sp.Eq(e(t).diff(t, 2) + r / t * e(t).diff(t) + lam * e(t), 0)
+
+
+@lru_cache(maxsize=None)
+def nag_ode_dsolve() -> sp.Expr:
+    """e(t) solving `nag_ode` with e(0) = e0, found by sympy's dsolve (Bessel, nu = (r-1)/2).
+
+    sympy's Bessel hint needs a numeric r, so substitute e = t^(-nu) u: u solves
+    t^2 u'' + t u' + (lam t^2 - nu^2) u = 0 for any nu. The Y_nu solution is singular at
+    t = 0 and is dropped; C1 follows from lim_{t->0} t^(-nu) J_nu(sqrt(lam) t), taken in
+    x = sqrt(lam) t (sympy's limit cannot factor sqrt(lam) out of the Bessel series).
+    """
+    e, u = sp.Function("e"), sp.Function("u")
+    ode = nag_ode().lhs.subs(r, 2 * nu + 1)
+    bessel_form = sp.expand(sp.simplify(ode.subs(e(t), t ** (-nu) * u(t)).doit() * t ** (nu + 2)))
+    general = sp.dsolve(bessel_form, u(t)).rhs
+    c1, c2 = sp.symbols("C1 C2")
+    regular = t ** (-nu) * general.subs(c2, 0)
+    x = sp.Symbol("x", positive=True)
+    at_zero = sp.limit(sp.powsimp(regular.subs(t, x / sp.sqrt(lam)), force=True), x, 0)
+    return sp.powsimp((e0 * regular / at_zero).subs(c1, 1).subs(nu, (r - 1) / 2))
+
+
+def _check_positive(name: str, value) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise NtkodeError(f"{name} must be finite and > 0; got {value!r}")
+    return arr
+
+
+def nag_ode_solution(t_, lam_, r_) -> np.ndarray:
+    """e(t)/e0 = Gamma(nu+1) (2/x)^nu J_nu(x), x = sqrt(lam) t, nu = (r-1)/2 (1 at t = 0)."""
+    tt = np.asarray(t_, dtype=float)
+    ll = _check_positive("lam", lam_)
+    n = (_check_positive("r", r_) - 1) / 2
+    x = np.sqrt(ll) * tt
+    safe = np.where(x == 0, 1.0, x)
+    value = sc.gamma(n + 1) * (2 / safe) ** n * sc.jv(n, safe)
+    return np.where(x == 0, 1.0, value)
+
+
+def nag_envelope(t_, lam_, r_) -> np.ndarray:
+    """min(1, Gamma(nu+1) (2/x)^nu sqrt(J_nu(x)^2 + Y_nu(x)^2)): bounds |e|/e0, ~ x^(-r/2)."""
+    tt = np.asarray(t_, dtype=float)
+    ll = _check_positive("lam", lam_)
+    n = (_check_positive("r", r_) - 1) / 2
+    x = np.sqrt(ll) * tt
+    safe = np.where(x == 0, 1.0, x)
+    modulus = np.hypot(sc.jv(n, safe), sc.yv(n, safe))
+    with np.errstate(over="ignore"):
+        value = sc.gamma(n + 1) * (2 / safe) ** n * modulus
+    return np.where(x == 0, 1.0, np.minimum(1.0, value))
+
+
+def nag_discrete_prediction(steps, lam_, lr: float, r_: float, envelope: bool = False) -> np.ndarray:
+    """Per eigenvalue: e(k sqrt(eta)) (1 - eta lam)^(k/2), k = 0..steps (or the given k array).
+
+    Shape (len(lam), len(k)) for an array of eigenvalues, (len(k),) for a scalar.
+    With envelope=True the ODE solution is replaced by `nag_envelope`. Needs 0 < eta lam < 1.
+    """
+    eta_ = float(HYPERS["lr"].check(lr))
+    HYPERS["r"].check(r_)
+    ks = np.arange(int(steps) + 1) if np.ndim(steps) == 0 else np.asarray(steps, dtype=float)
+    ll = _check_positive("lam", lam_)
+    if np.any(eta_ * ll >= 1):
+        raise NtkodeError(f"the prediction needs 0 < lr*lam < 1; got lr*lam up to {eta_ * ll.max():g}")
+    ll2 = np.atleast_1d(ll)[:, None]
+    ode = (nag_envelope if envelope else nag_ode_solution)(ks * np.sqrt(eta_), ll2, r_)
+    out = ode * (1 - eta_ * ll2) ** (ks / 2)
+    return out[0] if np.ndim(lam_) == 0 else out
