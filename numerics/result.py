@@ -14,7 +14,7 @@ import numpy as np
 from ntkode.theory.errors import NtkodeError
 
 #: arrays whose axis 1 is the setting axis
-_PER_SETTING = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")
+PER_SETTING = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")
 _SCALARS = ("method", "loss", "train", "kappa", "space", "device", "dtype", "steps")
 
 
@@ -71,7 +71,7 @@ class SimulationResult:
                 arrays.update({f"{f.name}_{i}": v for i, v in enumerate(value)})
                 continue
             value = np.asarray(value)
-            arrays[f.name] = value[:, 0] if squeeze and f.name in _PER_SETTING else value
+            arrays[f.name] = value[:, 0] if squeeze and f.name in PER_SETTING else value
         meta = {name: getattr(self, name) for name in _SCALARS}
         meta.update(settings=self.settings, extra=self.extra)
         arrays["meta"] = np.array(json.dumps(meta))
@@ -95,5 +95,5 @@ class SimulationResult:
             keys = sorted((k for k in arrays if k.startswith(name + "_")), key=lambda k: int(k.rsplit("_", 1)[1]))
             kwargs[name] = [arrays.pop(k) for k in keys] or None
         for name, value in arrays.items():
-            kwargs[name] = value[:, None] if squeeze and name in _PER_SETTING else value
+            kwargs[name] = value[:, None] if squeeze and name in PER_SETTING else value
         return cls(**kwargs)

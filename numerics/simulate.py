@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ntkode.theory import spectral_radius
 from ntkode.theory.errors import NtkodeError
 from ntkode.theory.methods import Method, get_method
 
@@ -22,8 +23,6 @@ from .network import init_network
 from .result import SimulationResult
 
 SPACES = ("auto", "z", "w")
-#: SimulationResult fields with axes (width, setting, ...)
-_PER_SETTING_FIELDS = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")
 
 
 def hyper_settings(method: Method, hyper: dict | Sequence[dict]) -> list[dict]:
@@ -72,10 +71,6 @@ def bytes_per_run(m: int, n: int, d: int, q: int, space: str, steps: int, track_
 
 def predicted_unstable(method: str, lam: np.ndarray, settings: list[dict]) -> np.ndarray:
     """Per setting, whether theory's spectral radius on the (positive) H-inf spectrum exceeds stability."""
-    try:
-        from ntkode.theory import spectral_radius
-    except ImportError:
-        from ntkode.theory.discrete import spectral_radius
     positive = lam[lam > 0]
     return np.array([not bool(spectral_radius(method, positive, **setting).stable) for setting in settings])
 

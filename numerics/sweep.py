@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ntkode.theory.errors import NtkodeError
 from ntkode.theory.methods import get_method
 
-from .result import SimulationResult
-from .simulate import _PER_SETTING_FIELDS, hyper_settings, simulate
+from .result import PER_SETTING, SimulationResult
+from .simulate import hyper_settings, simulate
 
 
 def config_name(method: str, X: np.ndarray, y: np.ndarray, width: int, setting: dict, options: dict) -> str:
@@ -70,7 +70,7 @@ def sweep(
 def select(result: SimulationResult, width: int, setting: int) -> SimulationResult:
     """The sub-result of one width index and one setting index."""
     picked = {name: getattr(result, name)[width : width + 1, setting : setting + 1]
-              for name in _PER_SETTING_FIELDS if getattr(result, name) is not None}
+              for name in PER_SETTING if getattr(result, name) is not None}
     return SimulationResult(
         **{**vars(result), **picked, "settings": [result.settings[setting]],
            "widths": result.widths[width : width + 1], "lam_emp": result.lam_emp[width : width + 1],
@@ -86,7 +86,7 @@ def combine(parts: list[list[SimulationResult]]) -> SimulationResult:
     if any(p.steps != first.steps or p.method != first.method for row in parts for p in row):
         raise NtkodeError("cannot combine simulations of different methods or step counts")
     joined = {}
-    for name in _PER_SETTING_FIELDS:
+    for name in PER_SETTING:
         if getattr(first, name) is None:
             continue
         joined[name] = np.concatenate([np.concatenate([getattr(p, name) for p in row], axis=1) for row in parts])

@@ -85,16 +85,39 @@ def _regress(columns: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.n
     return coef, np.sqrt(np.maximum(np.diag(cov), 0.0))
 
 
-def upper_envelope(err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices k and values |e_k| where |e_k| > |e_j| for every j > k.
+def _records_and_peaks(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks: records (|e_k| > every later value) and peaks (records with
+    |e_{k-1}| <= |e_k| >= |e_{k+1}|; k = 0 needs only the right neighbour, the last point never)."""
+    later_max = np.append(np.maximum.accumulate(arr[::-1])[::-1][1:], -np.inf)
+    record = arr > later_max
+    left_ok = np.append(True, arr[1:] >= arr[:-1])
+    right_ok = np.append(arr[:-1] >= arr[1:], False)
+    return record, record & left_ok & right_ok
 
-    These are the contact points of the smallest non-increasing upper bound of |e|:
-    every point of a strictly decaying sequence, the peaks of an oscillating one.
+
+def upper_envelope(err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices k and values |e_k| of the peaks of |e| that exceed every later value.
+
+    Keeping only peaks above all later values drops bumps riding on a falling flank.
+    A sequence without interior peaks (monotone decay) is its own envelope: every
+    point that exceeds all later ones is returned.
     """
     arr = _as_positive_sequence(err)
-    later_max = np.append(np.maximum.accumulate(arr[::-1])[::-1][1:], -np.inf)
-    idx = np.flatnonzero(arr > later_max)
+    record, peak = _records_and_peaks(arr)
+    idx = np.flatnonzero(peak) if np.any(peak[1:]) else np.flatnonzero(record)
     return idx, arr[idx]
+
+
+def _envelope_in(arr: np.ndarray, idx: np.ndarray, stop: int) -> np.ndarray:
+    """The envelope points of arr[:stop] inside the index range `idx`: its peaks when it holds
+    at least three, else every record (a monotone stretch, or wiggles too few to trace)."""
+    if idx.size < MIN_POINTS:
+        return idx
+    record, peak = _records_and_peaks(arr[:stop])
+    inside = np.zeros(stop, dtype=bool)
+    inside[idx] = True
+    peaks = np.flatnonzero(peak & inside)
+    return peaks if peaks.size >= 3 else np.flatnonzero(record & inside)
 
 
 def auto_window(
@@ -143,7 +166,7 @@ def fit_linear_rate(
     start, stop = _check_window(window, arr.size) if window is not None else auto_window(arr, skip)
     idx = np.arange(start, stop)
     if envelope:
-        idx = np.intersect1d(idx, upper_envelope(arr)[0])
+        idx = _envelope_in(arr, idx, stop)
     if power:
         idx = idx[idx >= 1]
     idx = idx[np.isfinite(arr[idx]) & (arr[idx] > 0)]
@@ -171,11 +194,12 @@ def fit_power_law(
     if times.shape != arr.shape:
         raise NtkodeError(f"t and err must have the same shape; got {times.shape} and {arr.shape}")
     _, stop = auto_window(arr, skip=0.0)
-    idx = np.arange(stop)
-    if envelope:
-        idx = np.intersect1d(idx, upper_envelope(arr)[0])
     lo, hi = t_window if t_window is not None else (0.0, math.inf)
-    idx = idx[(times[idx] > max(lo, 0.0)) & (times[idx] <= hi) & (arr[idx] > 0)]
+    idx = np.arange(stop)
+    idx = idx[(times[idx] > max(lo, 0.0)) & (times[idx] <= hi)]
+    if envelope:
+        idx = _envelope_in(arr, idx, stop)
+    idx = idx[arr[idx] > 0]
     if idx.size == 0:
         raise NtkodeError(f"no envelope points with t in {t_window} above round-off")
     coef, se = _regress([np.log(times[idx])], np.log(arr[idx]))

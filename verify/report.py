@@ -88,7 +88,8 @@ def draw_figure(figure: Figure, path: Path) -> None:
     ax.set_xlabel(figure.xlabel)
     ax.set_ylabel(figure.ylabel)
     ax.set_title(figure.title, fontsize=10)
-    ax.legend(fontsize=7)
+    if figure.curves:
+        ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")

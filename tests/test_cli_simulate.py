@@ -1,0 +1,37 @@
+"""`ntkode simulate` through the real dispatcher: output file layout and one-line errors."""
+import json
+
+import numpy as np
+import pytest
+
+from ntkode.verify.cli import main
+
+
+def test_simulate_writes_run_file(tmp_path, capsys):
+    out = tmp_path / "run.npz"
+    code = main(["simulate", "--method", "nag", "--dataset", "sphere", "--n", "8", "--d", "4", "--width", "32,64",
+                 "--steps", "15", "--lr", "0.5", "--r", "3", "--seeds", "3", "--out", str(out), "--json", "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["error_norm_shape"] == [2, 3, 16]
+    with np.load(out) as f:
+        assert f["error_norm"].shape == (2, 3, 16)
+        assert f["X"].shape == (8, 4) and f["y"].shape == (8,)
+        assert json.loads(str(f["meta"]))["settings"] == [{"lr": 0.5, "r": 3.0}]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--method", "nag", "--width", "32", "--steps", "5", "--lr", "0.5"], "--r"),
+        (["--method", "gd", "--width", "32,x", "--steps", "5", "--lr", "0.5"], "--width"),
+        (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "-1"], "--lr"),
+        (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "1", "--data", "/no/such.npz"], "cannot read"),
+        (["--method", "gd", "--width", "32", "--steps", "0", "--lr", "1"], "--steps"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, match, tmp_path, capsys):
+    code = main(["simulate", *argv, "--out", str(tmp_path / "r.npz"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and match in err

@@ -1,0 +1,214 @@
+"""The batched simulator: linear-regime trajectories against each method's characteristic recurrence,
+Z-space against W-space, divergence handling, batching, the sweep's resume, and bad input."""
+import importlib
+import os
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from ntkode.numerics import SimulationResult, init_network, ntk_empirical, ntk_infinite, simulate, sphere_data, sweep
+from ntkode.numerics import backend
+from ntkode.theory.errors import NtkodeError
+from ntkode.theory.methods import METHODS
+from ntkode.theory.symbols import beta, beta2, eta, k, lam, r, z
+
+sweep_module = importlib.import_module("ntkode.numerics.sweep")
+
+SETTINGS = {
+    "gd": {},
+    "hb": {"momentum": 0.6},
+    "nag-sc": {"momentum": 0.5},
+    "nag": {"r": 3.0},
+    "mom2": {"momentum": 0.5, "momentum2": 0.2},
+}
+
+
+def recurrence_errors(method, H, e0, lr, steps, hyper):
+    """||e_k|| from iterating p(z) = z^q + sum_j p_j z^(q-1-j) on every eigen-direction of H (sympy route)."""
+    coeffs = sp.Poly(METHODS[method].char_poly(), z).all_coeffs()  # leading 1 first
+    fn = sp.lambdify((k, eta, lam, beta, beta2, r), coeffs[1:], modules="numpy")
+    lams, U = np.linalg.eigh(H)
+    q = len(coeffs) - 1
+    hist = [U.T @ e0] * q
+    out = [np.linalg.norm(e0)]
+    for step in range(1, steps + 1):
+        p = fn(step, lr, lams, hyper.get("momentum", 0.0), hyper.get("momentum2", 0.0), hyper.get("r", 1.0))
+        new = -sum(np.asarray(p_j) * h for p_j, h in zip(p, hist))
+        hist = [new] + hist[:-1]
+        out.append(np.linalg.norm(new))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("space", ["z", "w"])
+def test_trajectory_matches_characteristic_recurrence_when_no_pattern_changes(method, space):
+    X, y = sphere_data(6, 4, seed=3)
+    W, a = init_network(400, 4, seed=0)
+    H0 = ntk_empirical(W, a, X)
+    lr = 0.3 / np.linalg.eigvalsh(H0)[-1]
+    u0 = np.maximum(W @ X.T, 0).T @ a / np.sqrt(400)
+    y = u0 + 1e-3 * y  # a small initial error: the weights barely move, so no activation flips
+    hyper = {"lr": lr, **SETTINGS[method]}
+    res = simulate(method, X, y, [400], 40, seeds=[0], hyper=hyper, space=space, drift_steps=(40,), progress=False)
+    assert res.kernel_drift[0, 0, 0, 0] == 0.0  # the activation pattern never changed: exactly linear
+    expected = recurrence_errors(method, H0, u0 - y, lr, 40, hyper)
+    np.testing.assert_allclose(res.error_norm[0, 0, 0], expected, rtol=1e-9)
+    assert expected[-1] < 0.9 * expected[0]  # the runs do make progress
+
+
+@pytest.mark.parametrize("method", ["hb", "nag", "mom2"])
+@pytest.mark.parametrize("train", ["W", "both"])
+def test_z_space_equals_w_space(method, train):
+    X, y = sphere_data(10, 7, seed=1)
+    hyper = [{"lr": 0.5, **SETTINGS[method]}, {"lr": 1.0, **SETTINGS[method]}]
+    kw = dict(seeds=2, hyper=hyper, train=train, drift_steps=(0, 30), keep_weights=True, progress=False)
+    rz = simulate(method, X, y, [64, 256], 30, space="z", **kw)
+    rw = simulate(method, X, y, [64, 256], 30, space="w", **kw)
+    scale = rz.error_norm[..., :1]
+    np.testing.assert_allclose(rz.error_norm / scale, rw.error_norm / scale, rtol=1e-9, atol=1e-10)
+    np.testing.assert_array_equal(rz.diverged_step, rw.diverged_step)
+    np.testing.assert_allclose(rz.weight_movement, rw.weight_movement, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(rz.projections, rw.projections, rtol=1e-9, atol=1e-10 * scale.max())
+    np.testing.assert_allclose(rz.kernel_drift, rw.kernel_drift, atol=1e-12)
+    for Wz, Ww in zip(rz.final_W, rw.final_W):
+        np.testing.assert_allclose(Wz, Ww, atol=1e-11)
+    assert rz.space == "z" and rw.space == "w"
+
+
+def test_recorded_quantities_match_direct_computation():
+    X, y = sphere_data(8, 5, seed=2)
+    res = simulate("hb", X, y, [128], 15, seeds=[4], hyper={"lr": 0.4, "momentum": 0.5}, keep_weights=True,
+                   drift_steps=(15,), progress=False)
+    W0, a = init_network(128, 5, seed=4)
+    W = res.final_W[0][0, 0]
+    e = np.maximum(W @ X.T, 0).T @ a / np.sqrt(128) - y
+    assert res.error_norm[0, 0, 0, -1] == pytest.approx(np.linalg.norm(e), rel=1e-10)
+    assert res.weight_movement[0, 0, 0, -1] == pytest.approx(np.linalg.norm(W - W0, axis=1).max(), rel=1e-10)
+    H0, Hk = ntk_empirical(W0, a, X), ntk_empirical(W, a, X)
+    assert res.kernel_drift[0, 0, 0, 0] == pytest.approx(np.linalg.norm(Hk - H0, 2) / np.linalg.norm(H0, 2))
+    _, U = np.linalg.eigh(ntk_infinite(X))
+    np.testing.assert_allclose(res.projections[0, 0, 0, -1], U.T @ e, atol=1e-10)
+    np.testing.assert_allclose(res.lam_emp[0, 0], np.linalg.eigvalsh(H0), atol=1e-12)
+
+
+def test_divergence_is_marked_frozen_and_predicted():
+    X, y = sphere_data(8, 5, seed=0)
+    hyper = [{"lr": 0.5}, {"lr": 50.0}]
+    res = simulate("gd", X, y, [64], 60, seeds=2, hyper=hyper, progress=False)
+    assert not res.diverged[0, 0].any() and res.diverged[0, 1].all()
+    assert res.predicted_unstable.tolist() == [False, True]
+    for s in range(2):
+        k = res.diverged_step[0, 1, s]
+        assert 0 < k < 60
+        assert res.error_norm[0, 1, s, k] > 1e6 * res.error_norm[0, 1, s, 0]
+        assert np.all(res.error_norm[0, 1, s, k - 1] <= 1e6 * res.error_norm[0, 1, s, 0])
+        assert np.all(np.isnan(res.error_norm[0, 1, s, k + 1 :]))
+    assert np.all(np.isfinite(res.error_norm[0, 0]))
+
+
+def test_batch_splitting_gives_the_same_numbers(monkeypatch):
+    X, y = sphere_data(8, 5, seed=0)
+    hyper = [{"lr": 0.5, "r": 3.0}, {"lr": 0.8, "r": 4.0}]
+    whole = simulate("nag", X, y, [96], 20, seeds=3, hyper=hyper, progress=False)
+    monkeypatch.setattr(backend, "HOST_BATCH_BYTES", 1)  # one run per batch
+    split = simulate("nag", X, y, [96], 20, seeds=3, hyper=hyper, progress=False)
+    np.testing.assert_allclose(split.error_norm, whole.error_norm, rtol=1e-12)
+
+
+def test_too_little_memory_is_an_error():
+    with pytest.raises(NtkodeError, match="GiB"):
+        backend.batch_slices(4, 10**9, 10**8)
+    assert backend.batch_slices(5, 10, 25) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+
+
+def test_save_load_round_trip_and_single_setting_shape(tmp_path):
+    X, y = sphere_data(6, 4, seed=0)
+    res = simulate("nag", X, y, [32, 64], 10, seeds=3, hyper={"lr": 0.5, "r": 3.0}, keep_weights=True, progress=False)
+    path = tmp_path / "run.npz"
+    res.save(path)
+    with np.load(path) as f:
+        assert f["error_norm"].shape == (2, 3, 11)
+        np.testing.assert_array_equal(f["X"], X)
+    back = SimulationResult.load(path)
+    np.testing.assert_array_equal(back.error_norm, res.error_norm)
+    np.testing.assert_array_equal(back.final_W[1], res.final_W[1])
+    assert back.settings == res.settings and back.method == "nag"
+
+
+def test_sweep_resumes_after_interruption(tmp_path, monkeypatch):
+    X, y = sphere_data(6, 4, seed=0)
+    args = ("hb", X, y, [32, 64, 96], 12, 2, [{"lr": 0.5, "momentum": 0.3}, {"lr": 0.5, "momentum": 0.6}])
+    calls = []
+    real = sweep_module.simulate
+
+    def interrupted(*a, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(a[3])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sweep_module, "simulate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(*args, out_dir=tmp_path, progress=False)
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".npz")]) == 4
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+    calls.clear()
+    monkeypatch.setattr(sweep_module, "simulate", lambda *a, **kw: (calls.append(a[3]), real(*a, **kw))[1])
+    resumed = sweep(*args, out_dir=tmp_path, progress=False)
+    assert calls == [[96]]  # only the missing width was computed
+    direct = simulate(*args, progress=False)
+    np.testing.assert_allclose(resumed.error_norm, direct.error_norm, rtol=1e-12)
+    assert resumed.error_norm.shape == (3, 2, 2, 13)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="sgd"), "unknown method"),
+        (dict(hyper={"lr": -1.0}), "--lr"),
+        (dict(method="hb", hyper={"momentum": 0.5}), "needs --lr"),
+        (dict(hyper={"lr": 0.1, "beta": 0.5}), "unknown"),
+        (dict(widths=[0]), "--width"),
+        (dict(steps=0), "--steps"),
+        (dict(device="tpu"), "--device"),
+        (dict(loss="l1"), "--loss"),
+        (dict(train="a"), "--train"),
+        (dict(drift_steps=(99,)), "drift steps"),
+        (dict(y=np.zeros(3)), "labels"),
+        (dict(X=np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]), y=np.zeros(3)), "parallel"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(space="x"), "space"),
+        (dict(seeds=0), "seeds"),
+    ],
+)
+def test_bad_input_raises_ntkode_error(kwargs, match):
+    X, y = sphere_data(5, 3, seed=0)
+    call = dict(method="gd", X=X, y=y, widths=[16], steps=3, hyper={"lr": 0.1}, progress=False)
+    call.update(kwargs)
+    with pytest.raises(NtkodeError, match=match):
+        simulate(**call)
+
+
+def test_gpu_requested_without_gpu_is_an_error():
+    if backend._cupy_or_none() is not None:
+        pytest.skip("a GPU is present")
+    with pytest.raises(NtkodeError, match="gpu"):
+        backend.get_xp("gpu")
+
+
+@pytest.mark.gpu
+def test_gpu_and_cpu_agree_to_rounding():
+    if backend._cupy_or_none() is None:
+        pytest.skip("CuPy or a CUDA GPU is missing")
+    X, y = sphere_data(12, 8, seed=0)
+    kw = dict(seeds=3, hyper=[{"lr": 0.5, "r": 3.0}, {"lr": 5.0, "r": 3.0}], drift_steps=(0, 40), progress=False,
+              keep_weights=True)
+    for space in ("z", "w"):
+        cpu = simulate("nag", X, y, [128, 512], 40, device="cpu", space=space, **kw)
+        gpu = simulate("nag", X, y, [128, 512], 40, device="gpu", space=space, **kw)
+        assert gpu.device == "gpu"
+        np.testing.assert_array_equal(cpu.diverged_step, gpu.diverged_step)
+        scale = cpu.error_norm[..., :1]
+        np.testing.assert_allclose(gpu.error_norm / scale, cpu.error_norm / scale, atol=1e-10)
+        np.testing.assert_allclose(gpu.weight_movement, cpu.weight_movement, rtol=1e-8, equal_nan=True)

@@ -1,0 +1,119 @@
+"""What the claims share: the test problem, simulation, per-seed rate fits, checks and curves.
+
+The default problem puts n points uniformly on the sphere S^{d-1} (data seed fixed),
+and takes the labels y = the unit eigenvector of H-infinity with the smallest
+eigenvalue lam_0. Then every seed's initial error e_0 = u_0 - y has a component of
+size about 1 along the slowest direction (THEORY.md section 5, pitfall 1: the
+slowest mode must dominate the fit window), while ||y|| = 1 keeps the net lazy
+(pitfall 3). Rates are fitted on the projection of e_k on that eigenvector
+(SimulationResult.projections) unless a claim says otherwise.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ntkode.numerics import SimulationResult, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data
+from ntkode.theory import RateResult
+
+from .claim import Check, Curve, Tolerance
+from .fit import Fit, fit_linear_rate
+
+#: parameters every simulated claim takes
+PROBLEM_QUICK = {"n": 10, "d": 10, "data_seed": 0}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Inputs X (n, d), labels y (n,), and the spectrum (ascending) and eigenvectors of H-infinity."""
+
+    X: np.ndarray
+    y: np.ndarray
+    lam: np.ndarray
+    vecs: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def lam0(self) -> float:
+        return float(self.lam[0])
+
+    @property
+    def lam_max(self) -> float:
+        return float(self.lam[-1])
+
+
+def sphere_problem(params: Mapping[str, Any]) -> Problem:
+    """n points on S^{d-1} from `sphere_data(n, d, data_seed)`, labels = bottom eigenvector of H-inf."""
+    X, _ = sphere_data(params["n"], params["d"], params["data_seed"])
+    lam, vecs = kernel_spectrum(ntk_infinite(X))
+    return Problem(X, vecs[:, 0].copy(), lam, vecs)
+
+
+def run_simulation(
+    method: str, problem: Problem, params: Mapping[str, Any], hyper: Sequence[dict], steps: int, device: str,
+    widths: Sequence[int] | None = None, **options: Any,
+) -> SimulationResult:
+    """`simulate` on the claim's problem: widths (default [params["width"]]), params["seeds"] seeds."""
+    return simulate(
+        method, problem.X, problem.y, list(widths) if widths is not None else [params["width"]], steps,
+        seeds=params["seeds"], hyper=list(hyper), device=device, progress=False, **options,
+    )
+
+
+def final_spectra(sim: SimulationResult, problem: Problem, setting: int = 0, width: int = 0) -> np.ndarray:
+    """(seeds, n) spectra of H(W_T), the kernel each net ends with (needs keep_weights=True)."""
+    W, a = sim.final_W[width][setting], sim.final_a[width][setting]
+    return np.array([kernel_spectrum(ntk_empirical(W[s], a[s], problem.X))[0] for s in range(W.shape[0])])
+
+
+def slowest_mode(result: RateResult) -> int:
+    """Index (into the ascending spectrum) of the eigenvalue attaining the spectral radius."""
+    return int(np.argmax(result.radius))
+
+
+def seed_fits(sim: SimulationResult, setting: int, mode: int, width: int = 0, **fit_options: Any) -> list[Fit]:
+    """One `fit_linear_rate` per seed on the projection of e_k on eigenvector `mode` of H-inf."""
+    series = sim.projections[width, setting, :, :, mode]
+    return [fit_linear_rate(row, **fit_options) for row in series]
+
+
+def mean_and_stderr(values: Sequence[float], fallback_stderr: float = 0.0) -> tuple[float, float]:
+    """Mean over seeds and its standard error std/sqrt(S) (the fit's own stderr for one seed)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size < 2:
+        return float(arr.mean()), float(fallback_stderr)
+    return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(arr.size))
+
+
+def width_tolerance(n: int, m: int, extra: float = 0.0, why: str = "") -> Tolerance:
+    """Relative tolerance 2 sqrt(n/m) (+ extra): lambda_min(H(W_0)) and the training drift move the
+    rate by O(sqrt(n/m)) (THEORY.md section 5, pitfall 2)."""
+    value = 2.0 * math.sqrt(n / m) + extra
+    reason = f"finite width: rates move by O(sqrt(n/m)); 2 sqrt(n/m) = {2 * math.sqrt(n / m):.3g} at n={n}, m={m}"
+    return Tolerance("rel", round(value, 4), reason + (f"; {why}" if why else ""))
+
+
+def log_rate_check(label: str, predicted_rate: float, fits: Sequence[Fit], tol: Tolerance) -> Check:
+    """Compare log(rho) per step: theory's spectral radius vs the seed-mean fitted slope."""
+    value, err = mean_and_stderr([f.value for f in fits], fits[0].stderr)
+    return Check(label, "log rate per step", math.log(predicted_rate), value, err, tol)
+
+
+def error_curves(label: str, series: np.ndarray, fit: Fit, predicted_rate: float, every: int = 1) -> list[Curve]:
+    """|e_k| (measured) and the predicted line rho^k through the fit at the window start."""
+    steps = np.arange(series.size)
+    keep = steps[:: max(1, every)]
+    start = fit.window[0]
+    anchor = math.exp(fit.intercept + fit.value * start + (fit.power or 0.0) * math.log(max(start, 1)))
+    line = np.arange(start, fit.window[1])
+    predicted = anchor * predicted_rate ** (line - start)
+    return [
+        Curve(label, keep.tolist(), np.abs(series[keep]).tolist(), "measured"),
+        Curve(f"{label}: predicted rho={predicted_rate:.4g}", line.tolist(), predicted.tolist(), "predicted"),
+    ]
