@@ -115,7 +115,7 @@ HB_OPTIMAL_DAMPING = Claim(
     "Polyak's (eta, beta) beats its neighbours on the network.",
     measure_hb_damping,
     {
-        "quick": {**PROBLEM_QUICK, **_COMMON, "width": 2048, "seeds": 2, "polyak_width": 16384},
+        "quick": {**PROBLEM_QUICK, **_COMMON, "width": 8192, "seeds": 2, "polyak_width": 16384},
         "full": {**PROBLEM_QUICK, **_COMMON, "width": 32768, "seeds": 8, "polyak_width": 131072},
     },
 )

@@ -186,7 +186,7 @@ GD_LINEAR = Claim(
     "GD's per-step rate equals the NTK prediction max|1 - eta lam| and its flow decays like exp(-lambda_0 t).",
     measure_gd,
     {
-        "quick": {**PROBLEM_QUICK, "width": 4096, "seeds": 3, "steps": 700, "lr_scale": 1.0, "ode_lr_scale": 0.25},
+        "quick": {**PROBLEM_QUICK, "width": 16384, "seeds": 3, "steps": 700, "lr_scale": 1.0, "ode_lr_scale": 0.25},
         "full": {**PROBLEM_QUICK, "width": 65536, "seeds": 8, "steps": 1400, "lr_scale": 1.0, "ode_lr_scale": 0.125},
     },
 )
@@ -196,7 +196,7 @@ HB_LINEAR = Claim(
     "Heavy ball converges linearly at the predicted spectral radius for every momentum beta.",
     measure_hb,
     {
-        "quick": {**PROBLEM_QUICK, "width": 4096, "seeds": 3, "steps": 450, "lr_scale": 1.0,
+        "quick": {**PROBLEM_QUICK, "width": 16384, "seeds": 3, "steps": 450, "lr_scale": 1.0,
                   "momenta": (0.3, 0.6, 0.9)},
         "full": {**PROBLEM_QUICK, "width": 65536, "seeds": 8, "steps": 450, "lr_scale": 1.0,
                  "momenta": (0.1, 0.3, 0.5, 0.7, 0.9)},
@@ -208,7 +208,7 @@ NAG_SC_LINEAR = Claim(
     "Constant-momentum Nesterov at its standard tuning converges at its predicted rate 1 - 1/sqrt(kappa).",
     measure_nag_sc,
     {
-        "quick": {**PROBLEM_QUICK, "width": 16384, "seeds": 4, "steps": 120},
+        "quick": {**PROBLEM_QUICK, "width": 65536, "seeds": 4, "steps": 120},
         "full": {**PROBLEM_QUICK, "width": 131072, "seeds": 8, "steps": 120},
     },
 )
@@ -218,7 +218,7 @@ MOM2_RATE = Claim(
     "Two-coefficient momentum converges at the spectral radius of its cubic.",
     measure_mom2,
     {
-        "quick": {**PROBLEM_QUICK, "width": 4096, "seeds": 3, "steps": 300,
+        "quick": {**PROBLEM_QUICK, "width": 16384, "seeds": 3, "steps": 300,
                   "settings": ((1.0, 0.5, 0.2), (0.5, 0.7, 0.1))},
         "full": {**PROBLEM_QUICK, "width": 65536, "seeds": 8, "steps": 300,
                  "settings": ((1.0, 0.5, 0.2), (0.5, 0.7, 0.1), (1.0, 0.3, 0.3))},

@@ -132,7 +132,7 @@ NAG_SUBLINEAR_ODE = Claim(
     "In the small-eta regime Nesterov's error envelope decays like t^(-r/2) (sublinear), for several r.",
     measure_nag_sublinear,
     {
-        "quick": {**PROBLEM_QUICK, "width": 2048, "seeds": 2, "eta_lam0": 1e-3, "rs": (2, 3, 4),
+        "quick": {**PROBLEM_QUICK, "width": 8192, "seeds": 2, "eta_lam0": 1e-3, "rs": (2, 3, 4),
                   "x_window": (6.0, 60.0)},
         "full": {**PROBLEM_QUICK, "width": 32768, "seeds": 8, "eta_lam0": 1e-3, "rs": (2, 3, 4, 6),
                  "x_window": (6.0, 60.0)},
@@ -145,7 +145,7 @@ NAG_DISCRETE_LINEAR = Claim(
     "'ODE solution x (1 - eta lambda)^(k/2)'.",
     measure_nag_discrete,
     {
-        "quick": {**PROBLEM_QUICK, "width": 8192, "seeds": 2, "steps": 400, "lr_scale": 1.0, "rs": (3, 4),
+        "quick": {**PROBLEM_QUICK, "width": 32768, "seeds": 2, "steps": 400, "lr_scale": 1.0, "rs": (3, 4),
                   "eta_lam0": 1e-3, "traj_r": 3, "x_end": 40.0},
         "full": {**PROBLEM_QUICK, "width": 65536, "seeds": 8, "steps": 400, "lr_scale": 1.0, "rs": (2, 3, 4, 6),
                  "eta_lam0": 1e-3, "traj_r": 3, "x_end": 60.0},
