@@ -27,18 +27,19 @@ class _ParseablePrinter(StrPrinter):
 _CLASHING = {"beta", "gamma"}
 
 
-def to_string(expr: sp.Basic) -> str:
-    """A string that `sympy.sympify` turns back into `expr` (up to symbol assumptions)."""
-    return _ParseablePrinter().doprint(expr)
+def to_string(expr: sp.Basic, parseable: bool = True) -> str:
+    """A string that `sympy.sympify` turns back into `expr` (up to symbol assumptions);
+    with parseable=False, plain `str` for people (beta, gamma printed bare)."""
+    return _ParseablePrinter().doprint(expr) if parseable else str(expr)
 
 
-def _json_value(value):
+def _json_value(value, parseable: bool):
     if isinstance(value, dict):
-        return {key: _json_value(v) for key, v in value.items()}
+        return {key: _json_value(v, parseable) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
+        return [_json_value(v, parseable) for v in value]
     if isinstance(value, sp.Basic):
-        return to_string(value)
+        return to_string(value, parseable)
     return value
 
 
@@ -70,11 +71,12 @@ class Derivation:
         lines += [f"{name}^* = {sp.latex(v)}" for name, v in self.optimal.items()]
         return "\n".join(lines)
 
-    def to_json(self) -> dict:
+    def to_json(self, parseable: bool = True) -> dict:
+        """Every field as JSON; expressions as strings (`to_string`)."""
         return _json_value({"method": self.method, "polynomial": self.polynomial,
                             "rate_polynomial": self.rate_polynomial, "roots": self.roots,
                             "stability": self.stability, "rate": self.rate, "optimal": self.optimal,
-                            "notes": self.notes})
+                            "notes": self.notes}, parseable)
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,13 @@ class OdeDerivation:
             lines.append(f"e(t) = {sp.latex(self.solution)}")
         return "\n".join(lines)
 
-    def to_json(self) -> dict:
+    def to_json(self, parseable: bool = True) -> dict:
+        """Every field as JSON; expressions as strings (`to_string`)."""
         return _json_value({"method": self.method, "resolution": self.resolution, "time": self.time,
                             "expansion": self.expansion, "polynomial": self.polynomial, "roots": self.roots,
                             "rate": self.exponent, "exponent": self.exponent, "order": self.order,
                             "equation": self.equation, "regimes": self.regimes,
-                            "optimal_damping": self.optimal_damping, "solution": self.solution})
+                            "optimal_damping": self.optimal_damping, "solution": self.solution}, parseable)
 
 
 @lru_cache(maxsize=None)

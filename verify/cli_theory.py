@@ -57,7 +57,7 @@ def run_derive(args: argparse.Namespace) -> int:
     elif args.latex:
         print(d.latex())
     else:
-        for key, value in d.to_json().items():
+        for key, value in d.to_json(parseable=False).items():
             if value not in (None, "", {}):
                 print(f"{key}: {value}")
     return 0
@@ -81,7 +81,8 @@ def _ode(args, eigs: np.ndarray) -> tuple[dict, list[str]]:
            for l, s, a in zip(res.eigs, res.roots, res.per_lambda)]
     payload = {"method": args.method, "resolution": args.resolution, "exponent": res.exponent,
                "order": res.order, "argmin_lambda": res.argmin_lambda, "hyper": res.hyper, "per_eigenvalue": per}
-    lines = [f"{args.method} ODE ({args.resolution} resolution): |e(t)| ~ t^(-{res.order:g}) exp(-{res.exponent:.10g} t)"]
+    decay = f"t^(-{res.order:g})" if res.order else f"exp(-{res.exponent:.10g} t)"
+    lines = [f"{args.method} ODE ({args.resolution} resolution): |e(t)| ~ {decay}"]
     lines += [f"  lambda {p['lambda']:<12g} exponent {p['exponent']:.10g}" for p in per]
     return payload, lines
 
