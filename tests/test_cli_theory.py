@@ -27,12 +27,25 @@ def run_json(capsys, *argv):
     ["rates", "gd", "--eigs", "1", "--lr", "0"],
     ["rates", "gd", "--eigs", "1", "--lr", "-1"],
     ["rates", "gd", "--eigs", "@/nonexistent.npy", "--lr", "0.1"],
+    ["rates", "gd", "--eigs", "1", "--lr", "0.5", "--momentum", "0.9"],
+    ["rates", "hb", "--eigs", "1", "--ode", "--damping", "1", "--lr", "0.1"],
+    ["rates", "hb", "--eigs", "1", "--optimal", "--lr", "0.1"],
+    ["rates", "hb", "--eigs", "1,2", "--ode", "--damping", "1e300"],
+    ["rates", "hb", "--eigs", "1e308", "--lr", "1e308", "--momentum", "0.5"],
+    ["bench-rates", "--n", "0"],
     ["derive", "sgd"],
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err
+
+
+def test_eigs_from_npz_archive_is_one_line_exit_2(capsys, tmp_path):
+    path = tmp_path / "eigs.npz"
+    np.savez(path, a=np.ones(3))
+    assert main(["rates", "gd", "--eigs", f"@{path}", "--lr", "0.5"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_discrete_json(capsys, tmp_path):

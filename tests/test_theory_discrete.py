@@ -99,7 +99,6 @@ def test_scaling_eigenvalue_equals_scaling_lr(lam, c, eta):
 
 
 def test_known_closed_forms():
-    beta, eta, lam = sp.symbols("beta eta lam", positive=True)
     hb = spectral_radius("hb", [0.3, 1.0], lr=0.5, momentum=0.6)  # complex roots: |z| = sqrt(beta)
     assert hb.rate == pytest.approx(np.sqrt(0.6))
     nag = spectral_radius("nag", [0.2, 1.0], lr=0.7, r=3)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
-from ntkode.theory import derive_ode, ode_rate, optimal
+from ntkode.theory import derive_ode, ode_rate, optimal, spectral_radius
 from ntkode.theory.ode import expansion, ode_coefficients, ode_polynomial
 from ntkode.theory.symbols import BY_NAME, beta2, gamma, h, lam, r, s, t
 
@@ -104,3 +104,33 @@ def test_damping_regimes_and_json():
     assert sp.simplify(parsed - (s**2 + gamma * s + lam)) == 0
     assert d.regimes["critical"].subs({gamma: 2, lam: 1}) == sp.true
     assert d.to_json()["order"] == "0"
+
+
+@pytest.mark.parametrize("method", ["gd", "hb", "nag-sc", "mom2"])
+def test_discrete_rate_tends_to_ode_rate_low_order_h_high_order_h2(method):
+    """THEORY.md section 3: the discrete exponent per unit time, -log(rho)/h, tends to the ODE's
+    as eta -> 0; the low-resolution ODE is off by O(h) and the high-resolution one by O(h^2)
+    (h = eta for GD, sqrt(eta) otherwise; beta = 1 - gamma h, for mom2 1 - beta2 - gamma h).
+    The observed order between eta = 1e-3 and 1e-4 must be about 1 (low) and about 2 (high);
+    GD uses eta = 1e-2 and 1e-3, since its h = eta puts the O(h^2) gap, lam_0^3 h^2/3, at
+    round-off (4e-13) when eta = 1e-4."""
+    eigs, damping, beta2 = np.array([0.05, 0.5, 2.0]), 1.0, 0.2
+    ode = {"gd": {}, "mom2": {"damping": damping, "momentum2": beta2}}.get(method, {"damping": damping})
+    errors = {"low": [], "high": []}
+    steps = []
+    for lr in (1e-2, 1e-3) if method == "gd" else (1e-3, 1e-4):
+        h = lr if method == "gd" else np.sqrt(lr)
+        hyper = {"lr": lr}
+        if method != "gd":
+            hyper["momentum"] = 1 - damping * h - (beta2 if method == "mom2" else 0.0)
+        if method == "mom2":
+            hyper["momentum2"] = beta2
+        discrete = -np.log(spectral_radius(method, eigs, **hyper).rate) / h
+        for res in ("low", "high"):
+            extra = {"lr": lr} if res == "high" else {}
+            errors[res].append(abs(ode_rate(method, eigs, res, **ode, **extra).exponent - discrete))
+        steps.append(h)
+    order = {res: np.log(e[0] / e[1]) / np.log(steps[0] / steps[1]) for res, e in errors.items()}
+    assert 0.8 < order["low"] < 1.3, (order, errors)
+    assert order["high"] > 1.7, (order, errors)
+    assert errors["high"][1] < errors["low"][1]

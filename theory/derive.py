@@ -62,6 +62,7 @@ class Derivation:
     notes: str = ""
 
     def latex(self) -> str:
+        """One LaTeX line per result: p(z), roots, stability, rate, optimum."""
         lines = [f"p(z) = {sp.latex(self.polynomial)}"]
         if self.rate_polynomial != self.polynomial:
             lines.append(f"\\lim_{{k\\to\\infty}} p(z) = {sp.latex(self.rate_polynomial)}")
@@ -102,6 +103,7 @@ class OdeDerivation:
     solution: sp.Expr | None = None
 
     def latex(self) -> str:
+        """One LaTeX line per result: time scale, expansion, ODE, roots, exponent, order."""
         lines = [f"{self.time}", f"p(e^{{sh}}) = {sp.latex(self.expansion)}",
                  f"{sp.latex(self.equation)}", f"P(s) = {sp.latex(self.polynomial)}"]
         lines += [f"s_{{{i + 1}}} = {sp.latex(root)}" for i, root in enumerate(self.roots)]

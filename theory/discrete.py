@@ -214,8 +214,9 @@ def spectral_radius(method: str, eigs, **hyper: float) -> RateResult:
     lam_ = check_eigs(eigs)
     values = {n: float(v) for n, v in m.check_hyper(**hyper).items()}
     args = hyper_args(values)
-    roots = np.asarray(roots_function(method)(lam_, *args))
-    radius = np.asarray(rate_function(method)(lam_, *args), dtype=float)
+    with np.errstate(all="ignore"):  # overflow shows up as non-finite radii, refused below
+        roots = np.asarray(roots_function(method)(lam_, *args))
+        radius = np.asarray(rate_function(method)(lam_, *args), dtype=float)
     if not np.all(np.isfinite(radius)):
         raise NtkodeError(f"non-finite rate for {method} with {values}; check the hyper-parameters")
     i = int(np.argmax(radius))

@@ -43,9 +43,11 @@ class Hyper:
 
     @property
     def flag(self) -> str:
+        """The CLI flag, --name."""
         return "--" + self.name
 
     def domain(self) -> str:
+        """The admissible interval as text, e.g. [0, 1)."""
         left = "[" if self.low_closed else "("
         high = "inf" if math.isinf(self.high) else f"{self.high:g}"
         return f"{left}{self.low:g}, {high})"
@@ -93,6 +95,7 @@ class Method:
 
     @property
     def time_varying(self) -> bool:
+        """Whether a coefficient depends on the step k (nag)."""
         return any(coef.has(k) for coef in self.a + self.c)
 
     def char_poly(self) -> sp.Expr:

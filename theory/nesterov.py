@@ -9,10 +9,12 @@ fixed eta instead follows that solution times (1 - eta lam)^(k/2) for 0 < eta la
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import scipy.special as sc
 import sympy as sp
+from numpy.typing import ArrayLike
 
 from .errors import NtkodeError
 from .methods import HYPERS
@@ -48,38 +50,38 @@ def nag_ode_dsolve() -> sp.Expr:
     return sp.powsimp((e0 * regular / at_zero).subs(c1, 1).subs(nu, (r - 1) / 2))
 
 
-def _check_positive(name: str, value) -> np.ndarray:
+def _check_positive(name: str, value: ArrayLike) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise NtkodeError(f"{name} must be finite and > 0; got {value!r}")
     return arr
 
 
-def nag_ode_solution(t_, lam_, r_) -> np.ndarray:
-    """e(t)/e0 = Gamma(nu+1) (2/x)^nu J_nu(x), x = sqrt(lam) t, nu = (r-1)/2 (1 at t = 0)."""
-    tt = np.asarray(t_, dtype=float)
+def _bessel_form(t_: ArrayLike, lam_: ArrayLike, r_: ArrayLike,
+                 part: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Gamma(nu+1) (2/x)^nu part(nu, x) with x = sqrt(lam) t, nu = (r-1)/2; 1 at x = 0."""
     ll = _check_positive("lam", lam_)
-    n = (_check_positive("r", r_) - 1) / 2
-    x = np.sqrt(ll) * tt
+    nu = (_check_positive("r", r_) - 1) / 2
+    x = np.sqrt(ll) * np.asarray(t_, dtype=float)
     safe = np.where(x == 0, 1.0, x)
-    value = sc.gamma(n + 1) * (2 / safe) ** n * sc.jv(n, safe)
+    with np.errstate(over="ignore"):
+        value = sc.gamma(nu + 1) * (2 / safe) ** nu * part(nu, safe)
     return np.where(x == 0, 1.0, value)
 
 
-def nag_envelope(t_, lam_, r_) -> np.ndarray:
+def nag_ode_solution(t_: ArrayLike, lam_: ArrayLike, r_: ArrayLike) -> np.ndarray:
+    """e(t)/e0 = Gamma(nu+1) (2/x)^nu J_nu(x), x = sqrt(lam) t, nu = (r-1)/2 (1 at t = 0)."""
+    return _bessel_form(t_, lam_, r_, sc.jv)
+
+
+def nag_envelope(t_: ArrayLike, lam_: ArrayLike, r_: ArrayLike) -> np.ndarray:
     """min(1, Gamma(nu+1) (2/x)^nu sqrt(J_nu(x)^2 + Y_nu(x)^2)): bounds |e|/e0, ~ x^(-r/2)."""
-    tt = np.asarray(t_, dtype=float)
-    ll = _check_positive("lam", lam_)
-    n = (_check_positive("r", r_) - 1) / 2
-    x = np.sqrt(ll) * tt
-    safe = np.where(x == 0, 1.0, x)
-    modulus = np.hypot(sc.jv(n, safe), sc.yv(n, safe))
-    with np.errstate(over="ignore"):
-        value = sc.gamma(n + 1) * (2 / safe) ** n * modulus
-    return np.where(x == 0, 1.0, np.minimum(1.0, value))
+    modulus = _bessel_form(t_, lam_, r_, lambda nu, x: np.hypot(sc.jv(nu, x), sc.yv(nu, x)))
+    return np.minimum(1.0, modulus)
 
 
-def nag_discrete_prediction(steps, lam_, lr: float, r_: float, envelope: bool = False) -> np.ndarray:
+def nag_discrete_prediction(steps: int | ArrayLike, lam_: ArrayLike, lr: float, r_: float,
+                            envelope: bool = False) -> np.ndarray:
     """Per eigenvalue: e(k sqrt(eta)) (1 - eta lam)^(k/2), k = 0..steps (or the given k array).
 
     Shape (len(lam), len(k)) for an array of eigenvalues, (len(k),) for a scalar.

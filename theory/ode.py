@@ -25,6 +25,7 @@ RESOLUTIONS = ("low", "high")
 
 
 def check_resolution(resolution: str) -> None:
+    """Refuse a resolution other than low or high."""
     if resolution not in RESOLUTIONS:
         raise NtkodeError(f"resolution must be one of {', '.join(RESOLUTIONS)}; got {resolution!r}")
 
@@ -133,11 +134,13 @@ class OdeRateResult:
 
 def _dominant_correction(roots: np.ndarray, inf: list, first: list) -> tuple[np.ndarray, np.ndarray]:
     """Dominant root s and its 1/t correction sigma = -sum a_i1 s^i / P'(s) (implicit function)."""
+    # among roots of equal real part (a conjugate pair) pick one deterministically
     idx = np.argmax(roots.real + 1e-12 * np.abs(roots.imag), axis=-1)
     dom = np.take_along_axis(roots, idx[:, None], axis=-1)[:, 0]
     d = len(inf)
     num = sum(first[i] * dom**i for i in range(d))
     dp = d * dom ** (d - 1) + sum(i * inf[i] * dom ** (i - 1) for i in range(1, d))
+    # P is monic with O(1) coefficients here, so |P'(s)| < 1e-12 means a double root up to round-off
     if np.any(np.abs(num) > 0) and np.any(np.abs(dp) < 1e-12):
         raise NtkodeError("a double root as t -> infinity: the sublinear order is undefined here")
     sigma = -num / np.where(np.abs(dp) < 1e-12, 1.0, dp)
@@ -156,16 +159,20 @@ def ode_rate(method: str, eigs, resolution: str = "low", **hyper: float) -> OdeR
             raise NtkodeError(f"the high-resolution ODE of {method!r} needs --lr (its step h)")
         values["lr"] = float(HYPERS["lr"].check(hyper["lr"]))
         step = float(step_of_eta(method).subs(eta, values["lr"]))
-    inf, first = _asymptotic_function(method, resolution)(
-        lam_, values.get("damping", 0.0), values.get("momentum2", 0.0), values.get("r", 0.0), step
-    )
-    inf = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in inf]
-    first = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in first]
-    roots = np.asarray(poly_roots(np, inf))
-    dom, sigma = _dominant_correction(roots, inf, first)
+    with np.errstate(all="ignore"):  # overflow shows up as non-finite values, refused below
+        inf, first = _asymptotic_function(method, resolution)(
+            lam_, values.get("damping", 0.0), values.get("momentum2", 0.0), values.get("r", 0.0), step
+        )
+        inf = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in inf]
+        first = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in first]
+        roots = np.asarray(poly_roots(np, inf))
+        dom, sigma = _dominant_correction(roots, inf, first)
     per_lambda = -dom.real
     order_per = -sigma.real
+    if not (np.all(np.isfinite(per_lambda)) and np.all(np.isfinite(order_per))):
+        raise NtkodeError(f"non-finite ODE rate for {method} with {values}; check the hyper-parameters")
     i = int(np.lexsort((order_per, np.round(per_lambda, 12)))[0])
+    # an exponent within round-off of 0 is the exact 0 of a sublinear decay
     exponent = float(per_lambda[i]) if abs(per_lambda[i]) > 1e-13 else 0.0
     return OdeRateResult(method, resolution, exponent, float(order_per[i]), per_lambda, order_per,
                          roots, float(lam_[i]), lam_, values)

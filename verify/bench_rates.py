@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ntkode.theory import rate_function
+from ntkode.theory import NtkodeError, rate_function
 
 
 def _triples(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,6 +37,10 @@ def _best_time(fn, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Time the compiled HB rate and the companion-matrix reference on the same triples."""
+    for flag, value in (("--n", args.n), ("--n-reference", args.n_reference), ("--repeats", args.repeats)):
+        if value < 1:
+            raise NtkodeError(f"{flag} must be a positive integer; got {value}")
     lam, eta, beta = _triples(args.n, args.seed)
     rate = rate_function("hb")
     fast = rate(lam, eta, beta, 0.0)

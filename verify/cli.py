@@ -21,6 +21,7 @@ t = k*sqrt(eta) for momentum methods, damping gamma = (1 - beta)/sqrt(eta)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `ntkode` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="ntkode",
         description="Convergence rates of GD, heavy ball and Nesterov in the NTK regime.",
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `ntkode` on argv; return the exit code (2 for bad input, one line on stderr)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -28,9 +28,12 @@ def _eigs(text: str) -> np.ndarray:
     if text.startswith("@"):
         path = Path(text[1:])
         try:
-            return np.load(path, allow_pickle=False).ravel()
+            loaded = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise NtkodeError(f"cannot read eigenvalues from {path}: {err}") from None
+        if not isinstance(loaded, np.ndarray):
+            raise NtkodeError(f"{path} holds several arrays; --eigs @FILE needs one array saved with numpy.save")
+        return loaded.ravel()
     try:
         return np.array([float(x) for x in text.split(",") if x.strip()], dtype=float)
     except ValueError:
@@ -50,6 +53,7 @@ def _print(payload: dict, as_json: bool, lines: list[str]) -> None:
 
 
 def run_derive(args: argparse.Namespace) -> int:
+    """`ntkode derive`: the symbolic derivation, as text, LaTeX or JSON."""
     get_method(args.method)
     d = derive_ode(args.method, args.resolution) if args.ode else derive(args.method)
     if args.json:
@@ -81,8 +85,8 @@ def _ode(args, eigs: np.ndarray) -> tuple[dict, list[str]]:
            for l, s, a in zip(res.eigs, res.roots, res.per_lambda)]
     payload = {"method": args.method, "resolution": args.resolution, "exponent": res.exponent,
                "order": res.order, "argmin_lambda": res.argmin_lambda, "hyper": res.hyper, "per_eigenvalue": per}
-    decay = f"t^(-{res.order:g})" if res.order else f"exp(-{res.exponent:.10g} t)"
-    lines = [f"{args.method} ODE ({args.resolution} resolution): |e(t)| ~ {decay}"]
+    factors = ([f"t^(-{res.order:g})"] if res.order else []) + ([f"exp(-{res.exponent:.10g} t)"] if res.exponent else [])
+    lines = [f"{args.method} ODE ({args.resolution} resolution): |e(t)| ~ {' '.join(factors) or 'no decay'}"]
     lines += [f"  lambda {p['lambda']:<12g} exponent {p['exponent']:.10g}" for p in per]
     return payload, lines
 
@@ -101,8 +105,24 @@ def _optimal(args, eigs: np.ndarray) -> tuple[dict, list[str]]:
     return payload, [f"{args.method} optimum: {shown}; rate {rate:.10g} per step"]
 
 
+def _refuse_unused(args: argparse.Namespace) -> None:
+    """Hyper-parameter flags the chosen computation would ignore are an error, not silently dropped."""
+    m = get_method(args.method)
+    if args.optimal:
+        used, what = (), "--optimal (it chooses the hyper-parameters)"
+    elif args.ode:
+        used = m.ode_hyper + (("lr",) if args.resolution == "high" else ())
+        what = f"its {args.resolution}-resolution ODE"
+    else:
+        used, what = m.hyper, "its discrete rate"
+    unused = [hp.flag for name, hp in HYPERS.items() if getattr(args, name) is not None and name not in used]
+    if unused:
+        raise NtkodeError(f"{args.method}: {what} does not use {', '.join(unused)}")
+
+
 def run_rates(args: argparse.Namespace) -> int:
-    get_method(args.method)
+    """`ntkode rates`: discrete rate, ODE exponent and order, or optimum for a spectrum."""
+    _refuse_unused(args)
     eigs = _eigs(args.eigs)
     if args.optimal:
         payload, lines = _optimal(args, check_eigs(eigs))
