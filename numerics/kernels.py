@@ -6,9 +6,14 @@ L = 1/(2n) ||u-y||^2, which divides every kernel by n.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ntkode.theory.errors import NtkodeError
+
+#: a NumPy or CuPy array (the device kernels accept either)
+Array = Any
 
 TRAINS = ("W", "both")
 LOSSES = ("sum", "mean")
@@ -22,7 +27,7 @@ def check_options(train: str, loss: str) -> None:
         raise NtkodeError(f"--loss must be one of {', '.join(LOSSES)}; got {loss!r}")
 
 
-def as_inputs(X) -> np.ndarray:
+def as_inputs(X: np.ndarray) -> np.ndarray:
     """X as a finite float64 (n, d) array with n >= 1, or NtkodeError."""
     arr = np.asarray(X, dtype=float)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -33,30 +38,33 @@ def as_inputs(X) -> np.ndarray:
     return arr
 
 
-def _angles(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(G, norms outer product, theta): Gram matrix, ||x_i|| ||x_j||, angle arccos(cos_ij) (pi/2 for a zero input)."""
+def _angles(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(G, outer, cos, theta): Gram matrix, ||x_i|| ||x_j||, cos_ij = G_ij / outer_ij clipped to [-1, 1]
+    (0 for a zero input) and theta_ij = arccos(cos_ij)."""
     G = X @ X.T
     norms = np.sqrt(np.diag(G))
     outer = np.outer(norms, norms)
-    cos = np.divide(G, outer, out=np.zeros_like(G), where=outer > 0)
-    return G, outer, np.arccos(np.clip(cos, -1.0, 1.0))
+    cos = np.clip(np.divide(G, outer, out=np.zeros_like(G), where=outer > 0), -1.0, 1.0)
+    return G, outer, cos, np.arccos(cos)
 
 
-def ntk_infinite(X, train: str = "W", kappa: float = 1.0, loss: str = "sum") -> np.ndarray:
+def ntk_infinite(X: np.ndarray, train: str = "W", kappa: float = 1.0, loss: str = "sum") -> np.ndarray:
     """H-infinity: x_i.x_j (pi - theta_ij)/(2 pi)  [+ kappa^2 ||x_i|| ||x_j|| (sin t + (pi - t) cos t)/(2 pi) if both]."""
     check_options(train, loss)
     X = as_inputs(X)
-    G, outer, theta = _angles(X)
+    G, outer, cos, theta = _angles(X)
     H = G * (np.pi - theta) / (2 * np.pi)
     if train == "both":
-        H = H + kappa**2 * outer * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
+        H = H + kappa**2 * outer * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi)
     return H / X.shape[0] if loss == "mean" else H
 
 
-def empirical_from_preactivations(Z, a, G, train: str = "W", loss: str = "sum"):
+def empirical_from_preactivations(
+    Z: Array, a: Array, G: Array, train: str = "W", loss: str = "sum"
+) -> Array:
     """H(W) from Z = W X^T (..., m, n): (1/m)[(S^T S) * G  (+ relu(Z)^T relu(Z) if both)], S = a * 1{Z >= 0}.
 
-    Works on stacked (B, m, n) arrays of NumPy or CuPy alike.
+    Works on stacked (B, m, n) arrays of NumPy or CuPy alike (returns the same kind).
     """
     m, n = Z.shape[-2], Z.shape[-1]
     S = (Z >= 0) * a[..., :, None]
@@ -69,7 +77,7 @@ def empirical_from_preactivations(Z, a, G, train: str = "W", loss: str = "sum"):
     return H / n if loss == "mean" else H
 
 
-def ntk_empirical(W, a, X, train: str = "W", loss: str = "sum") -> np.ndarray:
+def ntk_empirical(W: np.ndarray, a: np.ndarray, X: np.ndarray, train: str = "W", loss: str = "sum") -> np.ndarray:
     """Empirical NTK H(W)_ij = (x_i.x_j/m) sum_r a_r^2 1{w_r.x_i >= 0} 1{w_r.x_j >= 0} (+ second layer if both)."""
     check_options(train, loss)
     X = as_inputs(X)
@@ -80,7 +88,7 @@ def ntk_empirical(W, a, X, train: str = "W", loss: str = "sum") -> np.ndarray:
     return empirical_from_preactivations(W @ X.T, a, X @ X.T, train, loss)
 
 
-def kernel_spectrum(H) -> tuple[np.ndarray, np.ndarray]:
+def kernel_spectrum(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(eigenvalues ascending, orthonormal eigenvectors as columns) of a symmetric kernel."""
     H = np.asarray(H, dtype=float)
     if H.ndim != 2 or H.shape[0] != H.shape[1] or not np.all(np.isfinite(H)):
@@ -90,11 +98,13 @@ def kernel_spectrum(H) -> tuple[np.ndarray, np.ndarray]:
     return np.linalg.eigh((H + H.T) / 2)
 
 
-def kernel_drift(H, H0) -> float:
+def kernel_drift(H: np.ndarray, H0: np.ndarray) -> float:
     """||H - H0||_2 / ||H0||_2 (spectral norms)."""
     H, H0 = np.asarray(H, dtype=float), np.asarray(H0, dtype=float)
     if H.shape != H0.shape:
         raise NtkodeError(f"kernels differ in shape: {H.shape} vs {H0.shape}")
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(H0))):
+        raise NtkodeError("kernel drift needs finite kernels; the run has diverged")
     scale = np.linalg.norm(H0, 2)
     if scale == 0:
         raise NtkodeError("kernel drift is undefined for a zero initial kernel")
@@ -103,14 +113,13 @@ def kernel_drift(H, H0) -> float:
 
 def _parallel_pairs(X: np.ndarray, rel_tol: float) -> list[tuple[int, int, bool]]:
     """(i, j, duplicate?) for i < j whose inputs point the same way: 1 - cos theta_ij <= rel_tol."""
-    G, outer, _ = _angles(X)
-    cos = np.divide(G, outer, out=np.zeros_like(G), where=outer > 0)
+    _, outer, cos, _ = _angles(X)
     i, j = np.nonzero(np.triu(1.0 - cos <= rel_tol, k=1) & (outer > 0))
     same = np.all(np.isclose(X[i], X[j], rtol=rel_tol, atol=0.0), axis=1)
     return list(zip(i.tolist(), j.tolist(), same.tolist()))
 
 
-def check_data(X, rel_tol: float = 1e-6) -> None:
+def check_data(X: np.ndarray, rel_tol: float = 1e-6) -> None:
     """NtkodeError naming the inputs if H-infinity is singular or nearly so.
 
     Zero inputs, duplicate or (positively) parallel pairs with 1 - cos theta <= rel_tol,

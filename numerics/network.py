@@ -5,6 +5,8 @@ import numpy as np
 
 from ntkode.theory.errors import NtkodeError
 
+from .data import as_seed
+
 
 def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(W, a) on the host: w_r ~ N(0, kappa^2 I_d) (width, d) then a_r ~ Unif{-1, +1} (width,), float64.
@@ -15,7 +17,7 @@ def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.
         raise NtkodeError(f"width and d must be positive integers; got width={width!r}, d={d!r}")
     if not np.isfinite(kappa) or kappa <= 0:
         raise NtkodeError(f"--kappa must be a positive number; got {kappa!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(as_seed(seed))
     W = kappa * rng.standard_normal((int(width), int(d)))
     a = rng.integers(0, 2, size=int(width)).astype(float) * 2.0 - 1.0
     return W, a

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 
@@ -57,15 +57,15 @@ class SimulationResult:
     space: str = "z"
     device: str = "cpu"
     dtype: str = "float64"
-    extra: dict = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write every field to `path` (.npz); the setting axis is dropped for a single setting."""
+        """Write every field to `path` (.npz); the setting axis is dropped for a single setting.
+        NtkodeError when the file cannot be written."""
         squeeze = len(self.settings) == 1
         arrays: dict[str, np.ndarray] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or f.name in _SCALARS or f.name in ("settings", "extra"):
+            if value is None or f.name in _SCALARS or f.name == "settings":
                 continue
             if f.name in ("final_W", "final_a"):
                 arrays.update({f"{f.name}_{i}": v for i, v in enumerate(value)})
@@ -73,10 +73,13 @@ class SimulationResult:
             value = np.asarray(value)
             arrays[f.name] = value[:, 0] if squeeze and f.name in PER_SETTING else value
         meta = {name: getattr(self, name) for name in _SCALARS}
-        meta.update(settings=self.settings, extra=self.extra)
+        meta.update(settings=self.settings)
         arrays["meta"] = np.array(json.dumps(meta))
-        with open(path, "wb") as handle:
-            np.savez(handle, **arrays)
+        try:
+            with open(path, "wb") as handle:
+                np.savez(handle, **arrays)
+        except OSError as err:
+            raise NtkodeError(f"cannot write simulation file {path}: {err.strerror or err}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SimulationResult":
@@ -96,4 +99,10 @@ class SimulationResult:
             kwargs[name] = [arrays.pop(k) for k in keys] or None
         for name, value in arrays.items():
             kwargs[name] = value[:, None] if squeeze and name in PER_SETTING else value
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(kwargs) - set(known))
+        missing = sorted(name for name, f in known.items() if f.default is MISSING and name not in kwargs)
+        if unknown or missing:
+            raise NtkodeError(f"{path} does not match this version's simulation files: "
+                              f"unknown entries {unknown}, missing entries {missing}")
         return cls(**kwargs)

@@ -6,6 +6,7 @@ same network on every width's host draw (`init_network`) and on every backend.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -83,13 +84,79 @@ def _positive_ints(name: str, values) -> np.ndarray:
 
 
 def _seeds(seeds) -> np.ndarray:
-    """seeds=S (int) means range(S); a sequence is taken as the seeds themselves."""
+    """seeds=S (int) means range(S); a sequence is taken as the seeds themselves (non-negative integers)."""
     if np.ndim(seeds) == 0:
         return np.arange(_positive_ints("--seeds", seeds)[0])
     arr = np.asarray(seeds)
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
-        raise NtkodeError(f"seeds must be a positive count or a list of integers; got {seeds!r}")
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
+        raise NtkodeError(f"seeds must be a positive count or a list of non-negative integers; got {seeds!r}")
     return arr.astype(int)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one `simulate` call fixes for every width: the method, the step count and what is recorded."""
+
+    spec: Method
+    steps: int
+    space: str
+    train: str
+    loss: str
+    kappa: float
+    dtype: str
+    drift: tuple[int, ...]
+    movement: bool
+    projections: bool
+    keep_weights: bool
+    track_d: bool
+
+    def run_bytes(self, m: int, n: int, d: int) -> int:
+        """Device memory of one run of width m (`bytes_per_run`)."""
+        itemsize = np.dtype(self.dtype).itemsize
+        return bytes_per_run(m, n, d, self.spec.memory, self.space, self.steps, self.track_d, itemsize)
+
+    def host_bytes(self, m: int, n: int, d: int, n_seeds: int, n_runs: int) -> int:
+        """Host memory of one width: the drawn nets (W, a), the (m, n) temporaries of H(W_0),
+        the merged records and, with keep_weights, the final (W, a) of every run (float64)."""
+        kept = n_runs * (d + 1) if self.keep_weights else 0
+        return 8 * (m * (n_seeds * (d + 1) + 3 * n + kept) + n_runs * (self.steps + 1) * (n + 2))
+
+
+@dataclass(frozen=True, eq=False)
+class RunTable:
+    """The runs of every width, setting-major: run i has settings[i // len(seeds)] and seed seeds[i % len(seeds)]."""
+
+    settings: list[dict]
+    seeds: np.ndarray
+    lr: np.ndarray  # (runs,)
+    A: np.ndarray  # (steps, q, runs) a_j(k)
+    C: np.ndarray  # (steps, q, runs) c_j(k)
+
+    @property
+    def size(self) -> int:
+        return len(self.settings) * len(self.seeds)
+
+    @property
+    def seed_of_run(self) -> np.ndarray:
+        """Index into `seeds` of every run."""
+        return np.arange(self.size) % len(self.seeds)
+
+
+def check_memory(xp, opts: Options, table: RunTable, m: int, n: int, d: int) -> None:
+    """NtkodeError naming width m unless one run fits the device's batch budget and the width's
+    host arrays (`Options.host_bytes`) fit the host's (on the CPU both share one budget)."""
+    run = opts.run_bytes(m, n, d)
+    host = opts.host_bytes(m, n, d, len(table.seeds), table.size)
+    if xp is np:
+        needs = [("one run and the networks", run + host, memory_budget(np))]
+    else:
+        needs = [("one run on the GPU", run, memory_budget(xp)), ("the networks on the host", host, memory_budget(np))]
+    for what, need, free in needs:
+        if need > free:
+            raise NtkodeError(
+                f"width {m}: {what} need {need / 2**30:.3g} GiB but only {free / 2**30:.3g} GiB is available; "
+                "reduce the width, the number of samples or the seeds"
+            )
 
 
 def simulate(
@@ -121,6 +188,7 @@ def simulate(
     seeds: a count S (seeds 0..S-1) or explicit seeds. space: "z", "w" or "auto" (cheaper).
     movement/projections: record those every step (movement costs extra passes in space z).
     check=False skips `check_data` (near-singular kernels then go through unreported).
+    Every width's memory need is checked before any network is drawn.
     """
     spec = get_method(method)
     check_options(train, loss)
@@ -134,93 +202,92 @@ def simulate(
     settings = hyper_settings(spec, hyper)
     if dtype not in ("float64", "float32"):
         raise NtkodeError(f"dtype must be float64 or float32; got {dtype!r}")
-    drift = sorted({int(s) for s in drift_steps})
+    drift = tuple(sorted({int(s) for s in drift_steps}))
     if any(s < 0 or s > steps for s in drift):
         raise NtkodeError(f"drift steps must lie in 0..{steps}; got {list(drift_steps)}")
     xp = get_xp(device)
     n, d = X.shape
     chosen = choose_space(n, d, space)
-    lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
+    opts = Options(
+        spec=spec, steps=steps, space=chosen, train=train, loss=loss, kappa=kappa, dtype=dtype, drift=drift,
+        movement=movement, projections=projections, keep_weights=keep_weights,
+        track_d=chosen == "z" and (movement or keep_weights),
+    )
     runs = [setting for setting in settings for _ in seed_arr]
     A, C = coefficient_tables(spec, steps, runs)
-    lr = np.array([run["lr"] for run in runs])
-    track_d = chosen == "z" and (movement or keep_weights)
-    total = len(widths_arr) * steps
-    bar = tqdm(total=total * len(runs), disable=not progress, unit="run-step", leave=False, mininterval=0.5)
-    per_width = []
+    table = RunTable(settings=settings, seeds=seed_arr, lr=np.array([run["lr"] for run in runs]), A=A, C=C)
+    for m in widths_arr:
+        check_memory(xp, opts, table, int(m), n, d)
+    lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
+    bar = tqdm(total=len(widths_arr) * steps * table.size, disable=not progress, unit="run-step", leave=False,
+               mininterval=0.5)
     with bar:
-        for m in widths_arr:
-            per_width.append(
-                _simulate_width(
-                    xp, spec, X, y, U, int(m), seed_arr, runs, lr, A, C, steps, chosen, train, loss, kappa,
-                    dtype, drift, movement, projections, keep_weights, track_d, bar,
-                )
-            )
-    return _assemble(
-        spec.name, settings, widths_arr, seed_arr, steps, X, y, per_width, drift, lam_inf, loss, train, kappa,
-        chosen, device_name(xp), dtype, predicted_unstable(spec.name, lam_inf, settings),
-    )
+        per_width = [_simulate_width(xp, opts, table, X, y, U, int(m), bar) for m in widths_arr]
+    return _assemble(opts, table, widths_arr, X, y, per_width, lam_inf, device_name(xp))
 
 
-def _simulate_width(xp, spec, X, y, U, m, seeds, runs, lr, A, C, steps, space, train, loss, kappa,
-                    dtype, drift, movement, projections, keep_weights, track_d, bar) -> dict:
+def _simulate_width(xp, opts: Options, table: RunTable, X, y, U, m: int, bar) -> dict:
     """All runs of width m, in as many batches as memory needs; host records for every run."""
     n, d = X.shape
-    scale = 1.0 / np.sqrt(m) / (n if loss == "mean" else 1)
+    dtype = opts.dtype
+    scale = 1.0 / np.sqrt(m) / (n if opts.loss == "mean" else 1)
     prob = Problem(
         xp=xp, X=xp.asarray(X, dtype=dtype), G=xp.asarray(X @ X.T, dtype=dtype), y=xp.asarray(y, dtype=dtype),
-        U=xp.asarray(U, dtype=dtype), scale=scale, space=space, train=train, loss=loss, dtype=np.dtype(dtype),
+        U=xp.asarray(U, dtype=dtype), scale=scale, space=opts.space, train=opts.train, loss=opts.loss,
+        dtype=np.dtype(dtype),
     )
-    nets = [init_network(m, d, int(seed), kappa) for seed in seeds]
-    seed_of_run = np.arange(len(runs)) % len(seeds)
-    itemsize = np.dtype(dtype).itemsize
-    need = bytes_per_run(m, n, d, spec.memory, space, steps, track_d, itemsize)
+    nets = [init_network(m, d, int(seed), opts.kappa) for seed in table.seeds]
+    seed_of_run = table.seed_of_run
     records = []
-    for part in batch_slices(len(runs), need, memory_budget(xp), batch_target(xp)):
+    for part in batch_slices(table.size, opts.run_bytes(m, n, d), memory_budget(xp), batch_target(xp)):
         which = seed_of_run[part]
         W0 = xp.asarray(np.stack([nets[s][0] for s in which]), dtype=dtype)
         a0 = xp.asarray(np.stack([nets[s][1] for s in which]), dtype=dtype)
-        batch = Batch(prob, W0, a0, lr[part], A[:, :, part], C[:, :, part], steps, movement, projections, track_d)
+        batch = Batch(prob, W0, a0, table.lr[part], table.A[:, :, part], table.C[:, :, part], opts.steps,
+                      opts.movement, opts.projections, opts.track_d)
         with np.errstate(over="ignore", invalid="ignore"):
-            records.append((part.start, batch.run(drift, on_step=_ticker(bar, batch))))
+            records.append((part.start, batch.run(opts.drift, on_step=_ticker(bar, batch))))
         del batch
-    H0 = [ntk_empirical(W, a, X, train, loss) for W, a in nets]
-    merged = _merge_batches(records, len(runs), steps, n, seed_of_run, H0, drift, keep_weights, m, d)
+    H0 = [ntk_empirical(W, a, X, opts.train, opts.loss) for W, a in nets]
+    merged = _merge_batches(records, opts, seed_of_run, H0, m, d)
     merged["lam_emp"] = np.array([kernel_spectrum(H)[0] for H in H0])
     return merged
 
 
-def _merge_batches(records, R, steps, n, seed_of_run, H0, drift, keep_weights, m, d) -> dict:
+def _merge_batches(records, opts: Options, seed_of_run: np.ndarray, H0: list[np.ndarray], m: int, d: int) -> dict:
     """Per-run host arrays (run axis first) from the batches' records."""
+    R, n, rows_k = len(seed_of_run), H0[0].shape[0], opts.steps + 1
     out = {
-        "error_norm": np.full((R, steps + 1), np.nan),
-        "projections": None if records[0][1]["projections"] is None else np.full((R, steps + 1, n), np.nan),
-        "weight_movement": None if records[0][1]["weight_movement"] is None else np.full((R, steps + 1), np.nan),
+        "error_norm": np.full((R, rows_k), np.nan),
+        "projections": None if records[0][1]["projections"] is None else np.full((R, rows_k, n), np.nan),
+        "weight_movement": None if records[0][1]["weight_movement"] is None else np.full((R, rows_k), np.nan),
         "diverged_step": np.full(R, -1),
-        "kernel_drift": np.full((R, len(drift)), np.nan),
-        "final_W": np.full((R, m, d), np.nan) if keep_weights else None,
-        "final_a": np.full((R, m), np.nan) if keep_weights else None,
+        "kernel_drift": np.full((R, len(opts.drift)), np.nan),
+        "final_W": np.full((R, m, d), np.nan) if opts.keep_weights else None,
+        "final_a": np.full((R, m), np.nan) if opts.keep_weights else None,
     }
     for start, rec in records:
         rows = slice(start, start + rec["error_norm"].shape[0])
         for name in ("error_norm", "projections", "weight_movement", "diverged_step"):
             if out[name] is not None:
                 out[name][rows] = rec[name]
-        for col, k in enumerate(drift):
+        for col, k in enumerate(opts.drift):
             if k in rec["kernels"]:
                 local, kernels = rec["kernels"][k]
                 for run, H in zip(start + local, kernels):
+                    if 0 <= out["diverged_step"][run] <= k:
+                        continue  # diverged by step k (perhaps between checks): its records stay NaN
                     out["kernel_drift"][run, col] = kernel_drift(H, H0[seed_of_run[run]])
-        if keep_weights and rec["final"] is not None:
+        if opts.keep_weights and rec["final"] is not None:
             local, W, a = rec["final"]
             out["final_W"][start + local], out["final_a"][start + local] = W, a
     return out
 
 
-def _assemble(method, settings, widths, seeds, steps, X, y, per_width, drift, lam_inf, loss, train, kappa,
-              space, device, dtype, unstable) -> SimulationResult:
+def _assemble(opts: Options, table: RunTable, widths: np.ndarray, X, y, per_width: list[dict], lam_inf: np.ndarray,
+              device: str) -> SimulationResult:
     """Stack the widths and split the run axis into (setting, seed)."""
-    ns, nseed = len(settings), len(seeds)
+    ns, nseed = len(table.settings), len(table.seeds)
 
     def stacked(name):
         if per_width[0][name] is None:
@@ -234,13 +301,14 @@ def _assemble(method, settings, widths, seeds, steps, X, y, per_width, drift, la
 
     diverged_step = stacked("diverged_step")
     return SimulationResult(
-        method=method, settings=settings, widths=widths, seeds=seeds, steps=steps, X=X, y=y,
+        method=opts.spec.name, settings=table.settings, widths=widths, seeds=table.seeds, steps=opts.steps, X=X, y=y,
         error_norm=stacked("error_norm"), projections=stacked("projections"),
         weight_movement=stacked("weight_movement"), kernel_drift=stacked("kernel_drift"),
-        drift_steps=np.array(drift, dtype=int), diverged=diverged_step >= 0, diverged_step=diverged_step,
-        predicted_unstable=unstable, lam_inf=lam_inf, lam_emp=np.stack([pw["lam_emp"] for pw in per_width]),
+        drift_steps=np.array(opts.drift, dtype=int), diverged=diverged_step >= 0, diverged_step=diverged_step,
+        predicted_unstable=predicted_unstable(opts.spec.name, lam_inf, table.settings), lam_inf=lam_inf,
+        lam_emp=np.stack([pw["lam_emp"] for pw in per_width]),
         final_W=per_width_list("final_W"), final_a=per_width_list("final_a"),
-        loss=loss, train=train, kappa=float(kappa), space=space, device=device, dtype=dtype,
+        loss=opts.loss, train=opts.train, kappa=float(opts.kappa), space=opts.space, device=device, dtype=opts.dtype,
     )
 
 

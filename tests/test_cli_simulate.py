@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from ntkode.verify import cli_simulate
 from ntkode.verify.cli import main
 
 
@@ -28,6 +29,12 @@ def test_simulate_writes_run_file(tmp_path, capsys):
         (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "-1"], "--lr"),
         (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "1", "--data", "/no/such.npz"], "cannot read"),
         (["--method", "gd", "--width", "32", "--steps", "0", "--lr", "1"], "--steps"),
+        (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "1", "--data-seed", "-1"], "--data-seed"),
+        (["--method", "gd", "--width", "100000000000", "--steps", "5", "--lr", "1"], "width 100000000000"),
+        (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "1", "--momentum", ".5"],
+         "--momentum does not apply to method gd"),
+        (["--method", "hb", "--width", "32", "--steps", "5", "--lr", "1", "--momentum", ".5", "--r", "3"],
+         "--r does not apply to method hb"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv, match, tmp_path, capsys):
@@ -35,3 +42,14 @@ def test_bad_input_is_one_line_exit_2(argv, match, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and match in err
+
+
+@pytest.mark.parametrize("out, match", [("no_such_folder/r.npz", "does not exist"), (".", "is a folder")])
+def test_unwritable_out_is_refused_before_simulating(out, match, tmp_path, capsys, monkeypatch):
+    simulated = []
+    monkeypatch.setattr(cli_simulate, "simulate", lambda *a, **kw: simulated.append(a))
+    code = main(["simulate", "--method", "gd", "--width", "32", "--steps", "5", "--lr", "1",
+                 "--out", str(tmp_path / out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and match in err
+    assert not simulated

@@ -96,6 +96,14 @@ def test_data_sets(tmp_path):
         sphere_data(0, 3)
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+@pytest.mark.parametrize("draw", [lambda s: sphere_data(4, 3, s), lambda s: paper_data(4, s),
+                                  lambda s: digits_data(4, seed=s), lambda s: init_network(8, 3, s)])
+def test_bad_seed_is_an_error(draw, seed):
+    with pytest.raises(NtkodeError, match="non-negative integer"):
+        draw(seed)
+
+
 def test_digits():
     pytest.importorskip("sklearn")
     X, y = digits_data(40, classes=(3, 8), seed=0)

@@ -10,10 +10,11 @@ import sympy as sp
 from ntkode.numerics import SimulationResult, init_network, ntk_empirical, ntk_infinite, simulate, sphere_data, sweep
 from ntkode.numerics import backend
 from ntkode.theory.errors import NtkodeError
-from ntkode.theory.methods import METHODS
+from ntkode.theory.methods import METHODS, get_method
 from ntkode.theory.symbols import beta, beta2, eta, k, lam, r, z
 
 sweep_module = importlib.import_module("ntkode.numerics.sweep")
+simulate_module = importlib.import_module("ntkode.numerics.simulate")
 
 SETTINGS = {
     "gd": {},
@@ -107,6 +108,17 @@ def test_divergence_is_marked_frozen_and_predicted():
     assert np.all(np.isfinite(res.error_norm[0, 0]))
 
 
+def test_drift_between_divergence_checks_stays_nan_for_the_diverged_run():
+    """A drift step between two divergence checks: the stable run gets its drift, the run that
+    blew up by then keeps NaN (like its other records) instead of failing on a non-finite kernel."""
+    X, y = sphere_data(12, 5, seed=0)
+    res = simulate("gd", X, y, [64], 12, hyper=[{"lr": 0.5}, {"lr": 40.0}], train="both", drift_steps=(7,),
+                   progress=False)
+    stable, blown = res.kernel_drift[0, 0, 0, 0], res.kernel_drift[0, 1, 0, 0]
+    assert 0 < stable < 1 and np.isnan(blown)
+    assert 0 <= res.diverged_step[0, 1, 0] <= 7
+
+
 def test_batch_splitting_gives_the_same_numbers(monkeypatch):
     X, y = sphere_data(8, 5, seed=0)
     hyper = [{"lr": 0.5, "r": 3.0}, {"lr": 0.8, "r": 4.0}]
@@ -122,6 +134,31 @@ def test_too_little_memory_is_an_error():
     assert backend.batch_slices(5, 10, 25) == [slice(0, 2), slice(2, 4), slice(4, 5)]
 
 
+def test_a_run_that_cannot_fit_is_refused_before_any_network_is_drawn(monkeypatch):
+    X, y = sphere_data(5, 3, seed=0)
+    monkeypatch.setattr(simulate_module, "memory_budget", lambda xp: 10_000)
+    monkeypatch.setattr(simulate_module, "init_network", lambda *a, **kw: pytest.fail("a network was drawn"))
+    with pytest.raises(NtkodeError, match=r"width 64: .* GiB but only 9.31e-06 GiB"):
+        simulate("gd", X, y, [16, 64], 3, hyper={"lr": 0.1}, progress=False)
+
+
+def test_gpu_memory_check_names_the_device_or_the_host(monkeypatch):
+    opts = simulate_module.Options(spec=get_method("gd"), steps=3, space="w", train="W", loss="sum", kappa=1.0,
+                                   dtype="float64", drift=(), movement=True, projections=True, keep_weights=False,
+                                   track_d=False)
+    table = simulate_module.RunTable(settings=[{"lr": 0.1}], seeds=np.arange(2), lr=np.full(2, 0.1),
+                                     A=np.ones((3, 1, 2)), C=np.ones((3, 1, 2)))
+    gpu = object()  # any array module other than NumPy is a device
+    monkeypatch.setattr(simulate_module, "memory_budget", lambda xp: 10**12 if xp is np else 10_000)
+    with pytest.raises(NtkodeError, match="width 64: one run on the GPU"):
+        simulate_module.check_memory(gpu, opts, table, 64, 5, 3)
+    monkeypatch.setattr(simulate_module, "memory_budget", lambda xp: 10_000 if xp is np else 10**12)
+    with pytest.raises(NtkodeError, match="width 64: the networks on the host"):
+        simulate_module.check_memory(gpu, opts, table, 64, 5, 3)
+    monkeypatch.setattr(simulate_module, "memory_budget", lambda xp: 10**12)
+    simulate_module.check_memory(gpu, opts, table, 64, 5, 3)
+
+
 def test_save_load_round_trip_and_single_setting_shape(tmp_path):
     X, y = sphere_data(6, 4, seed=0)
     res = simulate("nag", X, y, [32, 64], 10, seeds=3, hyper={"lr": 0.5, "r": 3.0}, keep_weights=True, progress=False)
@@ -134,6 +171,13 @@ def test_save_load_round_trip_and_single_setting_shape(tmp_path):
     np.testing.assert_array_equal(back.error_norm, res.error_norm)
     np.testing.assert_array_equal(back.final_W[1], res.final_W[1])
     assert back.settings == res.settings and back.method == "nag"
+    with pytest.raises(NtkodeError, match="cannot write"):
+        res.save(tmp_path / "no_such_folder" / "run.npz")
+    with np.load(path) as f:
+        arrays = dict(f)
+    np.savez(tmp_path / "other.npz", **arrays, surplus=np.zeros(1))
+    with pytest.raises(NtkodeError, match=r"unknown entries \['surplus'\]"):
+        SimulationResult.load(tmp_path / "other.npz")
 
 
 def test_sweep_resumes_after_interruption(tmp_path, monkeypatch):
@@ -180,6 +224,8 @@ def test_sweep_resumes_after_interruption(tmp_path, monkeypatch):
         (dict(dtype="float16"), "dtype"),
         (dict(space="x"), "space"),
         (dict(seeds=0), "seeds"),
+        (dict(seeds=[-1]), "non-negative"),
+        (dict(widths=[10**11]), r"width 100000000000: .* GiB but only .* GiB"),
     ],
 )
 def test_bad_input_raises_ntkode_error(kwargs, match):
@@ -212,3 +258,23 @@ def test_gpu_and_cpu_agree_to_rounding():
         scale = cpu.error_norm[..., :1]
         np.testing.assert_allclose(gpu.error_norm / scale, cpu.error_norm / scale, atol=1e-10)
         np.testing.assert_allclose(gpu.weight_movement, cpu.weight_movement, rtol=1e-8, equal_nan=True)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+def test_history_ring_combines_the_previous_iterates(q):
+    """History.combine with ring_weights = sum_j x_j(k) X_{k-1-j} (X_{-j} = X_0), checked
+    against an explicit list of iterates over more steps than slots."""
+    engine = importlib.import_module("ntkode.numerics.engine")
+    rng = np.random.default_rng(q)
+    B, shape, steps = 3, (4, 5), 7
+    coefs = rng.standard_normal((steps, q, B))
+    iterates = [rng.standard_normal((B,) + shape)]
+    hist = engine.History(np, iterates[0].copy(), q)
+    weights = engine.ring_weights(coefs)
+    for k in range(1, steps + 1):
+        got = hist.combine(weights[k - 1], np.empty((B,) + shape))
+        past = [iterates[max(k - 1 - j, 0)] for j in range(q)]
+        want = sum(coefs[k - 1, j][:, None, None] * past[j] for j in range(q))
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+        iterates.append(rng.standard_normal((B,) + shape))
+        hist.advance()[...] = iterates[-1]

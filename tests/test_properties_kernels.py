@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from ntkode.numerics import init_network, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data
 from ntkode.theory import METHODS, get_method, spectral_radius
 from ntkode.verify import CLAIMS, fit_linear_rate
+from ntkode.verify.claims_linear import gd_rate_tolerance
 
 #: steps of the measured iteration; the fit uses the second half.
 STEPS = 4000
@@ -248,20 +249,13 @@ def test_mean_loss_is_kernel_over_n(x: np.ndarray) -> None:
     np.testing.assert_allclose(ntk_empirical(w, a, x, loss="mean"), ntk_empirical(w, a, x) / len(x), rtol=1e-12)
 
 
-@pytest.fixture(scope="module")
-def gd_claim_tolerance():
-    """The "gd-linear" claim's parameters and the tolerance its H-infinity check states at them."""
-    outcome = CLAIMS["gd-linear"].run("quick")
-    (check,) = [c for c in outcome.checks if c.label == "H-inf"]
-    return outcome.params, check.tolerance
-
-
 @settings(max_examples=3, deadline=None)
 @given(data_seed=st.integers(1, 2**31 - 1), lr_scale=st.floats(0.5, 1.0))
-def test_network_rate_within_claim_tolerance(gd_claim_tolerance, data_seed: int, lr_scale: float) -> None:
+def test_network_rate_within_claim_tolerance(data_seed: int, lr_scale: float) -> None:
     """On fresh random sphere data, a width-m net's GD rate along the slowest eigenvector of
     H-infinity (seed mean of `fit_linear_rate`) matches log(rho) within gd-linear's tolerance."""
-    params, tolerance = gd_claim_tolerance
+    params = CLAIMS["gd-linear"].params("quick")
+    tolerance = gd_rate_tolerance(params)
     x, _ = sphere_data(params["n"], params["d"], data_seed)
     assume(_well_separated(x))
     lam, vecs = kernel_spectrum(ntk_infinite(x))

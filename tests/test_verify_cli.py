@@ -11,7 +11,7 @@ from ntkode.verify.cli import main
 
 
 def _fake_claim(name, measured):
-    def measure(params, device, progress):
+    def measure(params, device):
         """Fake claim for the exit-code test."""
         check = Check("", "number", 1.0, measured, 0.0, Tolerance("abs", 0.1, "test"))
         return Evidence([check], Figure(name, "x", "y", []), [])
@@ -43,7 +43,7 @@ def test_failing_claim_exits_1(tmp_path, monkeypatch, capsys):
 
 
 def test_interrupted_run_keeps_finished_claims(tmp_path, monkeypatch):
-    def interrupt(params, device, progress):
+    def interrupt(params, device):
         """Stands for Ctrl-C during a claim."""
         raise KeyboardInterrupt
 

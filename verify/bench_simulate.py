@@ -5,6 +5,7 @@ Presets (NAG with beta_k = (k-1)/(k+r-1), r in {2, 4, 10}, lr = 1/lambda_max(H-i
              per-run NumPy W-space loop (coefficients from Method.coefficients, one run at a time).
   paper-gpu  n=600, d=784, widths 1000..8000 step 1000, 10 seeds, 200 steps, float64; references:
              the PyTorch loop of the paper's experiments when torch imports, and the GEMM floor.
+Data: `sphere_data(n, d, seed=0)`, unit inputs uniform on S^(d-1) and N(0, 1) labels.
 The GEMM floor is the time of the bare batched GEMMs the simulator performs, same shapes and count.
 All rows are measured in one run, so their ratios are comparable; the simulator records
 ||e_k|| and the projections every step (weight movement off).
@@ -17,7 +18,7 @@ import time
 
 import numpy as np
 
-from ntkode.numerics import init_network, ntk_infinite, simulate
+from ntkode.numerics import init_network, ntk_infinite, simulate, sphere_data
 from ntkode.numerics.backend import get_xp
 from ntkode.numerics.network import forward
 from ntkode.numerics.simulate import choose_space
@@ -28,13 +29,6 @@ PRESETS = {
     "paper-gpu": dict(n=600, d=784, widths=list(range(1000, 8001, 1000)), seeds=10, steps=200, rs=[2.0, 4.0, 10.0],
                       device="gpu"),
 }
-
-
-def bench_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random unit inputs and N(0, 1) labels of the preset's shape."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    return X / np.linalg.norm(X, axis=1, keepdims=True), rng.standard_normal(n)
 
 
 def numpy_reference(X, y, m: int, seed: int, steps: int, setting: dict) -> np.ndarray:
@@ -119,7 +113,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.steps:
         p["steps"] = args.steps
     xp = get_xp(args.device or p["device"])
-    X, y = bench_data(p["n"], p["d"])
+    X, y = sphere_data(p["n"], p["d"], seed=0)
     lr = 1.0 / np.linalg.eigvalsh(ntk_infinite(X))[-1]
     settings = [{"lr": lr, "r": r} for r in p["rs"]]
     runs = len(settings) * p["seeds"]

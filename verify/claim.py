@@ -1,7 +1,7 @@
 """What a claim is: a statement, its default parameters, and a measurement that returns
 prediction and measurement side by side (in the spirit of PEPit's examples).
 
-A claim's `measure(params, device, progress)` returns `Evidence`: a list of `Check`s
+A claim's `measure(params, device)` returns `Evidence`: a list of `Check`s
 (one predicted number from `ntkode.theory`, one measured number from
 `ntkode.numerics.simulate` through `ntkode.verify.fit`, and a `Tolerance` fixed in
 the claim's code before anything runs), a `Figure` to draw, and notes. `Claim.run`
@@ -49,6 +49,7 @@ class Tolerance:
         return abs(measured - predicted) / (self.value * scale) if self.value * scale > 0 else math.inf
 
     def describe(self) -> str:
+        """The tolerance in a few characters for tables: "rel 0.1", "abs 0.05", "in [a, b]", ">= a", "<= b"."""
         if self.kind == "range":
             low, high = self.value
             if math.isinf(high):
@@ -59,6 +60,7 @@ class Tolerance:
         return f"{'rel' if self.kind == 'rel' else 'abs'} {self.value:g}"
 
     def to_json(self) -> dict[str, Any]:
+        """{"kind", "value" (a [low, high] list for "range"), "text" (`describe`), "reason"}."""
         value = list(self.value) if self.kind == "range" else self.value
         return {"kind": self.kind, "value": value, "text": self.describe(), "reason": self.reason}
 
@@ -76,10 +78,12 @@ class Check:
 
     @property
     def score(self) -> float:
+        """Deviation of measured from predicted in units of the tolerance (`Tolerance.score`)."""
         return self.tolerance.score(self.predicted, self.measured)
 
     @property
     def passed(self) -> bool:
+        """Within tolerance: score <= 1."""
         return self.score <= 1.0
 
     def to_json(self) -> dict[str, Any]:
@@ -173,7 +177,7 @@ class Outcome:
         }
 
 
-Measure = Callable[[Mapping[str, Any], str, bool], Evidence]
+Measure = Callable[[Mapping[str, Any], str], Evidence]
 
 
 @dataclass(frozen=True)
@@ -204,9 +208,9 @@ class Claim:
         params.update(overrides)
         return params
 
-    def run(self, setting: str = "quick", device: str = "auto", progress: bool = False, **overrides: Any) -> Outcome:
+    def run(self, setting: str = "quick", device: str = "auto", **overrides: Any) -> Outcome:
         """Measure the claim and return prediction and measurement together."""
         params = self.params(setting, **overrides)
         start = time.perf_counter()
-        evidence = self.measure(params, device, progress)
+        evidence = self.measure(params, device)
         return Outcome(self.name, self.statement, setting, params, evidence, time.perf_counter() - start)

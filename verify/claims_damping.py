@@ -48,7 +48,7 @@ def _polyak_neighbours(prob, params, device) -> tuple[list[dict], np.ndarray, np
     return hyper, predicted, measured
 
 
-def measure_hb_damping(params: Mapping[str, Any], device: str, progress: bool) -> Evidence:
+def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
     """The HB ODE's exponent peaks at gamma = 2 sqrt(lam_0) with value sqrt(lam_0); Polyak is optimal.
 
     Theorem: with t = k sqrt(eta) and beta = 1 - gamma sqrt(eta), heavy ball tends to

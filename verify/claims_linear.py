@@ -25,7 +25,12 @@ def _empirical_log_rate(method: str, lam_emp: np.ndarray, hyper: dict) -> float:
     return float(np.mean([math.log(spectral_radius(method, lam, **hyper).rate) for lam in lam_emp]))
 
 
-def measure_gd(params: Mapping[str, Any], device: str, progress: bool) -> Evidence:
+def gd_rate_tolerance(params: Mapping[str, Any]) -> Tolerance:
+    """gd-linear's tolerance on log(rho) at `params`: `width_tolerance(n, width)`, i.e. rel 2 sqrt(n/m)."""
+    return width_tolerance(params["n"], params["width"])
+
+
+def measure_gd(params: Mapping[str, Any], device: str) -> Evidence:
     """GD's per-step rate is 1 - eta*lam_0 and its gradient flow decays like exp(-lam_0 t).
 
     Theorem: in the NTK regime the error e_k = u(W_k) - y of gradient descent obeys
@@ -51,7 +56,7 @@ def measure_gd(params: Mapping[str, Any], device: str, progress: bool) -> Eviden
     theory = spectral_radius("gd", prob.lam, **hyper[0])
     mode = slowest_mode(theory)
     fits = seed_fits(sim, 0, mode)
-    tol = width_tolerance(prob.n, params["width"])
+    tol = gd_rate_tolerance(params)
     emp = _empirical_log_rate("gd", sim.lam_emp[0], hyper[0])
     measured, err = mean_and_stderr([f.value for f in fits], fits[0].stderr)
     checks = [
@@ -73,7 +78,7 @@ def measure_gd(params: Mapping[str, Any], device: str, progress: bool) -> Eviden
     return Evidence(checks, figure, notes)
 
 
-def measure_hb(params: Mapping[str, Any], device: str, progress: bool) -> Evidence:
+def measure_hb(params: Mapping[str, Any], device: str) -> Evidence:
     """Heavy ball converges linearly at the spectral radius of z^2 - (1 + beta - eta lam) z + beta.
 
     Theorem: per eigenvalue lam the linearised error follows the recurrence with
@@ -105,7 +110,7 @@ def measure_hb(params: Mapping[str, Any], device: str, progress: bool) -> Eviden
     return Evidence(checks, figure, [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)"])
 
 
-def measure_nag_sc(params: Mapping[str, Any], device: str, progress: bool) -> Evidence:
+def measure_nag_sc(params: Mapping[str, Any], device: str) -> Evidence:
     """Constant-momentum Nesterov at its standard tuning converges at rho = 1 - 1/sqrt(kappa).
 
     Theorem: per eigenvalue p(z) = z^2 - (1 + beta)(1 - eta lam) z + beta (1 - eta lam).
@@ -152,7 +157,7 @@ def measure_nag_sc(params: Mapping[str, Any], device: str, progress: bool) -> Ev
     return Evidence(checks, figure, notes)
 
 
-def measure_mom2(params: Mapping[str, Any], device: str, progress: bool) -> Evidence:
+def measure_mom2(params: Mapping[str, Any], device: str) -> Evidence:
     """Two-coefficient momentum converges at the spectral radius of its cubic.
 
     Theorem: per eigenvalue p(z) = z^3 - (1 + beta1 - eta lam) z^2 + (beta1 - beta2) z

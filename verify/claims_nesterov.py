@@ -25,7 +25,7 @@ def _small_eta_run(prob, params, device):
     return run_simulation("nag", prob, params, hyper, steps, device, movement=False), eta, steps
 
 
-def measure_nag_sublinear(params: Mapping[str, Any], device: str, progress: bool) -> Evidence:
+def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
     """In the ODE regime Nesterov's error envelope decays like t^(-r/2): sublinear.
 
     Theorem: with t = k sqrt(eta), NAG with beta_k = (k-1)/(k+r-1) tends to
@@ -78,7 +78,7 @@ def _trajectory_deviation(measured: np.ndarray, predicted: np.ndarray, keep: np.
     return float(np.max(np.abs(np.log(vm[sel]) - np.interp(im[sel], ip, np.log(vp)))))
 
 
-def measure_nag_discrete(params: Mapping[str, Any], device: str, progress: bool) -> Evidence:
+def measure_nag_discrete(params: Mapping[str, Any], device: str) -> Evidence:
     """With fixed eta, Nesterov ends linear at sqrt(1 - eta lam_0) per step and its error
     follows "ODE solution x (1 - eta lam)^(k/2)".
 

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
 
 from ntkode.numerics import digits_data, load_data, paper_data, simulate, sphere_data
 from ntkode.theory.errors import NtkodeError
-from ntkode.theory.methods import HYPERS, METHODS, get_method
+from ntkode.theory.methods import HYPERS, METHODS, Method, get_method
+
+#: the hyper-parameter flags of `ntkode simulate`
+HYPER_FLAGS = ("lr", "momentum", "momentum2", "r")
 
 
 def _widths(text: str) -> list[int]:
@@ -29,9 +33,31 @@ def _data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     return digits_data(args.n, seed=args.data_seed)
 
 
+def _hyper(args: argparse.Namespace, method: Method) -> dict:
+    """The method's hyper-parameters from the flags; NtkodeError naming any flag the method does not take."""
+    unused = [HYPERS[name].flag for name in HYPER_FLAGS if name not in method.hyper and getattr(args, name) is not None]
+    if unused:
+        takes = ", ".join(HYPERS[name].flag for name in method.hyper)
+        verb = "does" if len(unused) == 1 else "do"
+        raise NtkodeError(f"{', '.join(unused)} {verb} not apply to method {method.name} (it takes {takes})")
+    return {name: getattr(args, name) for name in method.hyper}
+
+
+def _check_out(path: str) -> None:
+    """NtkodeError unless `path` can be written: its folder exists and is writable, and it is not a folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise NtkodeError(f"--out {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise NtkodeError(f"--out {path}: folder {folder} is not writable")
+    if os.path.isdir(path):
+        raise NtkodeError(f"--out {path} is a folder; give a file name such as RUN.npz")
+
+
 def handle(args: argparse.Namespace) -> int:
     method = get_method(args.method)
-    hyper = {name: getattr(args, name) for name in method.hyper}
+    hyper = _hyper(args, method)
+    _check_out(args.out)
     X, y = _data(args)
     quiet = args.quiet or not sys.stderr.isatty()
     result = simulate(
@@ -80,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--width", required=True, metavar="W[,W2,...]")
     p.add_argument("--steps", type=int, required=True)
-    for name in ("lr", "momentum", "momentum2", "r"):
+    for name in HYPER_FLAGS:
         p.add_argument(HYPERS[name].flag, type=float, help=HYPERS[name].help)
     p.add_argument("--seeds", type=int, default=1, help="networks drawn with seeds 0..S-1")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))

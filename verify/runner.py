@@ -82,7 +82,7 @@ def run(
         bar.set_description(name)
         claim_start = time.perf_counter()
         try:
-            outcome = CLAIMS[name].run(setting, device, progress=False)
+            outcome = CLAIMS[name].run(setting, device)
         except NtkodeError as err:
             outcome = _failed(name, setting, err, time.perf_counter() - claim_start)
         outcomes.append(outcome)
