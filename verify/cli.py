@@ -10,9 +10,13 @@ import os
 import sys
 from typing import Sequence
 
+from importlib import import_module
+
 from ntkode.theory.errors import NtkodeError
 
-from . import bench_rates, bench_simulate, cli_simulate, cli_theory, cli_verify
+#: subcommand -> the module of this package that registers it (imported only when needed)
+COMMANDS = {"derive": "cli_theory", "rates": "cli_theory", "simulate": "cli_simulate", "verify": "cli_verify",
+            "bench-rates": "bench_rates", "bench-simulate": "bench_simulate"}
 
 CONVENTIONS = """conventions: two-layer ReLU net f(x) = m^(-1/2) sum_r a_r relu(w_r.x), NTK
 parametrisation, only W trained unless stated; loss 1/2 ||u - y||^2 (the 'mean'
@@ -20,8 +24,8 @@ convention divides the kernel by n); float64. ODE time: t = k*eta for GD,
 t = k*sqrt(eta) for momentum methods, damping gamma = (1 - beta)/sqrt(eta)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `ntkode` parser with every subcommand registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `ntkode` parser; for a known `command` only its module is imported and registered."""
     parser = argparse.ArgumentParser(
         prog="ntkode",
         description="Convergence rates of GD, heavy ball and Nesterov in the NTK regime.",
@@ -29,14 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_theory, cli_simulate, cli_verify, bench_rates, bench_simulate):
-        module.register(sub)
+    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for name in modules:
+        import_module(f".{name}", __package__).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `ntkode` on argv; return the exit code (2 for bad input, one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except NtkodeError as err:
