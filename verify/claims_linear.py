@@ -7,16 +7,18 @@ along the slowest eigen-direction (`claims_common`), fitted by `fit_linear_rate`
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ntkode.theory import ode_rate, optimal, spectral_radius
 
-from .claim import Check, Claim, Evidence, Figure, Tolerance
+from ntkode.numerics import SimulationResult
+
+from .claim import Check, Claim, Curve, Evidence, Figure, Tolerance
 from .claims_common import (
-    PROBLEM_QUICK, error_curves, final_spectra, log_rate_check, mean_and_stderr, run_simulation, seed_fits, slowest_mode,
-    sphere_problem, width_tolerance,
+    PROBLEM_QUICK, Problem, error_curves, final_spectra, log_rate_check, mean_and_stderr, run_simulation, seed_fits,
+    slowest_mode, sphere_problem, width_tolerance,
 )
 
 
@@ -78,6 +80,19 @@ def measure_gd(params: Mapping[str, Any], device: str) -> Evidence:
     return Evidence(checks, figure, notes)
 
 
+def _setting_rate_checks(method: str, prob: Problem, sim: SimulationResult, hyper: Sequence[dict], tol: Tolerance,
+                         label: Callable[[dict], str]) -> tuple[list[Check], list[Curve]]:
+    """Per setting: theory's spectral radius vs the seed-mean envelope fit on the mode attaining it."""
+    checks, curves = [], []
+    for s, setting in enumerate(hyper):
+        theory = spectral_radius(method, prob.lam, **setting)
+        mode = slowest_mode(theory)
+        fits = seed_fits(sim, s, mode, envelope=True)
+        checks.append(log_rate_check(label(setting), theory.rate, fits, tol))
+        curves += error_curves(label(setting), sim.projections[0, s, 0, :, mode], fits[0], theory.rate)
+    return checks, curves
+
+
 def measure_hb(params: Mapping[str, Any], device: str) -> Evidence:
     """Heavy ball converges linearly at the spectral radius of z^2 - (1 + beta - eta lam) z + beta.
 
@@ -98,14 +113,8 @@ def measure_hb(params: Mapping[str, Any], device: str) -> Evidence:
     lr = params["lr_scale"] / prob.lam_max
     hyper = [{"lr": lr, "momentum": b} for b in params["momenta"]]
     sim = run_simulation("hb", prob, params, hyper, params["steps"], device)
-    tol = width_tolerance(prob.n, params["width"])
-    checks, curves = [], []
-    for s, setting in enumerate(hyper):
-        theory = spectral_radius("hb", prob.lam, **setting)
-        mode = slowest_mode(theory)
-        fits = seed_fits(sim, s, mode, envelope=True)
-        checks.append(log_rate_check(f"beta={setting['momentum']:g}", theory.rate, fits, tol))
-        curves += error_curves(f"beta={setting['momentum']:g}", sim.projections[0, s, 0, :, mode], fits[0], theory.rate)
+    checks, curves = _setting_rate_checks("hb", prob, sim, hyper, width_tolerance(prob.n, params["width"]),
+                                          lambda setting: f"beta={setting['momentum']:g}")
     figure = Figure(f"hb-linear: eta = {lr:.3g}, slowest eigen-direction (seed 0)", "step k", "|u_i^T e_k|", curves)
     return Evidence(checks, figure, [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)"])
 
@@ -173,15 +182,9 @@ def measure_mom2(params: Mapping[str, Any], device: str) -> Evidence:
     prob = sphere_problem(params)
     hyper = [{"lr": s / prob.lam_max, "momentum": b1, "momentum2": b2} for s, b1, b2 in params["settings"]]
     sim = run_simulation("mom2", prob, params, hyper, params["steps"], device)
-    tol = width_tolerance(prob.n, params["width"])
-    checks, curves = [], []
-    for s, setting in enumerate(hyper):
-        theory = spectral_radius("mom2", prob.lam, **setting)
-        mode = slowest_mode(theory)
-        label = f"eta={setting['lr']:.3g},b1={setting['momentum']:g},b2={setting['momentum2']:g}"
-        fits = seed_fits(sim, s, mode, envelope=True)
-        checks.append(log_rate_check(label, theory.rate, fits, tol))
-        curves += error_curves(label, sim.projections[0, s, 0, :, mode], fits[0], theory.rate)
+    checks, curves = _setting_rate_checks(
+        "mom2", prob, sim, hyper, width_tolerance(prob.n, params["width"]),
+        lambda setting: f"eta={setting['lr']:.3g},b1={setting['momentum']:g},b2={setting['momentum2']:g}")
     figure = Figure("mom2-rate: slowest eigen-direction (seed 0)", "step k", "|u_i^T e_k|", curves)
     return Evidence(checks, figure, [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)"])
 
