@@ -13,7 +13,7 @@ import os
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ntkode.theory.errors import NtkodeError
 from ntkode.theory.methods import get_method

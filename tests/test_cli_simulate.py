@@ -1,4 +1,5 @@
 """`ntkode simulate` through the real dispatcher: output file layout and one-line errors."""
+import importlib
 import json
 
 import numpy as np
@@ -47,9 +48,43 @@ def test_bad_input_is_one_line_exit_2(argv, match, tmp_path, capsys):
 @pytest.mark.parametrize("out, match", [("no_such_folder/r.npz", "does not exist"), (".", "is a folder")])
 def test_unwritable_out_is_refused_before_simulating(out, match, tmp_path, capsys, monkeypatch):
     simulated = []
-    monkeypatch.setattr(cli_simulate, "simulate", lambda *a, **kw: simulated.append(a))
+    monkeypatch.setattr(cli_simulate, "sweep", lambda *a, **kw: simulated.append(a))
     code = main(["simulate", "--method", "gd", "--width", "32", "--steps", "5", "--lr", "1",
                  "--out", str(tmp_path / out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and match in err
     assert not simulated
+
+
+def test_interrupted_simulate_resumes_without_recomputing_finished_widths(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the second width: the first width's file survives in RUN.npz.parts/; the same
+    command then simulates only the second width, writes RUN.npz equal to an uninterrupted run,
+    and removes the parts folder."""
+    sweep_module = importlib.import_module("ntkode.numerics.sweep")
+    real = sweep_module.simulate
+    argv = ["simulate", "--method", "hb", "--dataset", "sphere", "--n", "8", "--d", "4", "--width", "32,64",
+            "--steps", "10", "--lr", "0.5", "--momentum", "0.5", "--seeds", "2", "--quiet"]
+    calls = []
+
+    def interrupted(method, X, y, widths, *args, **kwargs):
+        calls.append(list(widths))
+        if widths == [64]:
+            raise KeyboardInterrupt
+        return real(method, X, y, widths, *args, **kwargs)
+
+    out = tmp_path / "run.npz"
+    monkeypatch.setattr(sweep_module, "simulate", interrupted)
+    assert main(argv + ["--out", str(out)]) == 130
+    assert not out.exists() and len(list((tmp_path / "run.npz.parts").iterdir())) == 1
+
+    def counted(method, X, y, widths, *args, **kwargs):
+        calls.append(list(widths))
+        return real(method, X, y, widths, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "simulate", counted)
+    assert main(argv + ["--out", str(out)]) == 0
+    assert calls == [[32], [64], [64]]
+    assert not (tmp_path / "run.npz.parts").exists()
+    assert main(argv + ["--out", str(tmp_path / "whole.npz")]) == 0
+    with np.load(out) as resumed, np.load(tmp_path / "whole.npz") as whole:
+        np.testing.assert_array_equal(resumed["error_norm"], whole["error_norm"])

@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
 
-from ntkode.numerics import digits_data, load_data, paper_data, simulate, sphere_data
+from ntkode.numerics import digits_data, load_data, paper_data, sphere_data, sweep
 from ntkode.theory.errors import NtkodeError
 from ntkode.theory.methods import HYPERS, METHODS, Method, get_method
 
@@ -60,11 +61,13 @@ def handle(args: argparse.Namespace) -> int:
     _check_out(args.out)
     X, y = _data(args)
     quiet = args.quiet or not sys.stderr.isatty()
-    result = simulate(
-        method.name, X, y, _widths(args.width), args.steps, args.seeds, hyper, device=args.device,
-        loss=args.loss, train=args.train, kappa=args.kappa, progress=not quiet,
+    parts = f"{args.out}.parts"  # one file per finished width: the same command resumes after an interruption
+    result = sweep(
+        method.name, X, y, _widths(args.width), args.steps, args.seeds, hyper, out_dir=parts, progress=not quiet,
+        device=args.device, loss=args.loss, train=args.train, kappa=args.kappa,
     )
     result.save(args.out)
+    shutil.rmtree(parts)
     final = result.error_norm[:, 0, :, -1]
     summary = {
         "out": args.out, "method": method.name, "setting": result.settings[0], "device": result.device,
@@ -95,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Full-batch training of f(x) = m^(-1/2) sum_r a_r relu(w_r.x) (NTK parametrisation, "
         "w_r ~ N(0, kappa^2 I), a_r = +-1), by one declared method, for every width and seed. "
         "RUN.npz holds error_norm (widths, seeds, steps+1), projections on H-inf's eigenvectors, "
-        "weight movement, X, y and the setting (meta).",
+        "weight movement, X, y and the setting (meta). Each finished width is kept in RUN.npz.parts/ "
+        "until RUN.npz is written, so rerunning an interrupted command resumes it.",
     )
     p.add_argument("--method", required=True, choices=sorted(METHODS))
     source = p.add_mutually_exclusive_group()

@@ -62,7 +62,7 @@ def to_markdown(outcomes: Sequence[Outcome], setting: str, device: str, seconds:
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table_rows(outcomes)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(outcomes)]
     for outcome in outcomes:
         lines += ["", f"## {outcome.name}: {'PASS' if outcome.passed else 'FAIL'}", "", outcome.statement, ""]
         lines += [f"- {note}" for note in outcome.evidence.notes]
