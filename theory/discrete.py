@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import sympy as sp
+from numpy.typing import ArrayLike
 
 from .errors import NtkodeError
 from .methods import get_method
@@ -189,7 +190,7 @@ class RateResult:
     hyper: dict
 
 
-def check_eigs(eigs) -> np.ndarray:
+def check_eigs(eigs: ArrayLike) -> np.ndarray:
     """Eigenvalues as a 1-D float64 array, or NtkodeError if empty, non-finite or non-positive."""
     try:
         arr = np.atleast_1d(np.asarray(eigs, dtype=float))
@@ -208,7 +209,7 @@ def hyper_args(values: dict) -> tuple[float, float, float]:
     return tuple(float(values.get(n, 0.0)) for n in ("lr", "momentum", "momentum2"))
 
 
-def spectral_radius(method: str, eigs, **hyper: float) -> RateResult:
+def spectral_radius(method: str, eigs: ArrayLike, **hyper: float) -> RateResult:
     """rho = max over eigs of max |root of p(z)| (nag: of lim_{k->inf} p, per-step factor)."""
     m = get_method(method)
     lam_ = check_eigs(eigs)

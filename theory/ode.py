@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 import sympy as sp
+from numpy.typing import ArrayLike
 
 from .discrete import RATE_ARGS, check_eigs, poly_roots
 from .errors import NtkodeError
@@ -147,7 +148,7 @@ def _dominant_correction(roots: np.ndarray, inf: list, first: list) -> tuple[np.
     return dom, sigma
 
 
-def ode_rate(method: str, eigs, resolution: str = "low", **hyper: float) -> OdeRateResult:
+def ode_rate(method: str, eigs: ArrayLike, resolution: str = "low", **hyper: float) -> OdeRateResult:
     """Decay exponent alpha = min_lam -max Re s(lam) and sublinear order of the limiting ODE."""
     check_resolution(resolution)
     m = get_method(method)
