@@ -1,12 +1,13 @@
 """Array backend: NumPy on the host or CuPy on a CUDA GPU, chosen once per call.
 
-`device="auto"` takes CuPy when it imports and sees a GPU, NumPy otherwise;
+`device="auto"` takes CuPy when it imports and runs a small product on a GPU, NumPy otherwise;
 `"cpu"` forces NumPy; `"gpu"` forces CuPy and raises NtkodeError if it cannot.
 Memory is checked before a batch: `batch_slices` splits the runs so that every
 batch fits in `memory_budget(xp)` bytes, and refuses a single run that cannot fit.
 """
 from __future__ import annotations
 
+import functools
 import os
 from types import ModuleType
 
@@ -23,16 +24,29 @@ MEMORY_FRACTION = 0.6
 HOST_BATCH_BYTES = 8 << 20
 
 
-def _cupy_or_none() -> ModuleType | None:
-    """CuPy when it imports and a CUDA device is visible, else None."""
+@functools.lru_cache(maxsize=1)
+def _load_cupy() -> ModuleType | str:
+    """CuPy once it has compiled a kernel and run a cuBLAS product on a visible GPU; else why not.
+
+    A CuPy build that does not match the CUDA driver or toolkit passes `getDeviceCount` and fails
+    only at its first kernel, so a small product is checked here (once per process)."""
     try:
         import cupy
 
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            return cupy
-    except Exception:  # any CUDA/driver failure means "no GPU here"
-        return None
-    return None
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA device is visible"
+        probe = cupy.arange(4.0).reshape(2, 2)
+        if float((probe @ probe + 1.0).sum()) != 26.0:  # [[0, 1], [2, 3]]^2 = [[2, 3], [6, 11]]
+            return "a test product on the GPU came out wrong"
+        return cupy
+    except Exception as err:  # any import, CUDA, driver or compiler failure means "no usable GPU here"
+        return f"{type(err).__name__}: {err}"
+
+
+def _cupy_or_none() -> ModuleType | None:
+    """CuPy when it works on a CUDA device here (`_load_cupy`), else None."""
+    found = _load_cupy()
+    return found if isinstance(found, ModuleType) else None
 
 
 def get_xp(device: str = "auto") -> ModuleType:
@@ -43,7 +57,9 @@ def get_xp(device: str = "auto") -> ModuleType:
         return np
     cupy = _cupy_or_none()
     if cupy is None and device == "gpu":
-        raise NtkodeError("device 'gpu' requested but CuPy or a CUDA GPU is not available; use --device cpu")
+        found = _load_cupy()
+        why = found if isinstance(found, str) else "unavailable"
+        raise NtkodeError(f"device 'gpu' requested but CuPy cannot use a CUDA GPU here ({why}); use --device cpu")
     return np if cupy is None else cupy
 
 

@@ -17,6 +17,7 @@ broadcast over n (NumPy's bool-times-broadcast loop is slow).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -99,6 +100,7 @@ class Batch:
         xp = self.xp = prob.xp
         self.prob, self.steps = prob, steps
         self.B, self.m = W0.shape[0], W0.shape[1]
+        self.sqrt_m = math.sqrt(self.m)  # a Python float: a NumPy float64 scalar would promote float32 arrays
         self.q = A.shape[1]
         self.Aw, self.Cw = (xp.asarray(ring_weights(T), dtype=prob.dtype) for T in (A, C))
         self.trivial_c = bool(np.all(C[:, 0] == 1) and np.all(C[:, 1:] == 0))
@@ -155,7 +157,7 @@ class Batch:
 
     def _output(self, total):
         """e = s' total - y for total_i = sum_r a_r relu(Z)_ri, s' = m^{-1/2}."""
-        return total / np.sqrt(self.m) - self.prob.y
+        return total / self.sqrt_m - self.prob.y
 
     def _movement(self):
         """max_r ||w_r(k) - w_r(0)|| per run: sum_d (W_k - W_0)_rd^2, or sum_i D_k[r, i] (Z_k - Z_0)[r, i] in space z."""
@@ -243,7 +245,7 @@ class Batch:
     # -- divergence ----------------------------------------------------------------------------
     def check(self, first: int, last: int) -> None:
         """Mark runs whose error blew up in steps first..last and drop them from the batch."""
-        norms = to_host(self.rec_norm[first : last + 1][:, self.active])
+        norms = to_host(self.rec_norm[first : last + 1])[:, self.active]  # host index on host data
         bad = ~np.isfinite(norms) | (norms > DIVERGENCE_FACTOR * self.norm0[self.active])
         hit = bad.any(axis=0)
         if not hit.any():
