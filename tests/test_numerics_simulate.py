@@ -243,21 +243,38 @@ def test_gpu_requested_without_gpu_is_an_error():
         backend.get_xp("gpu")
 
 
+GPU_SETTINGS = {"gd": [{"lr": 0.5}, {"lr": 50.0}], "hb": [{"lr": 0.5, "momentum": 0.5}, {"lr": 50.0, "momentum": 0.5}],
+                "nag-sc": [{"lr": 0.5, "momentum": 0.5}, {"lr": 50.0, "momentum": 0.5}],
+                "nag": [{"lr": 0.5, "r": 3.0}, {"lr": 5.0, "r": 3.0}],
+                "mom2": [{"lr": 0.5, "momentum": 0.5, "momentum2": 0.1}, {"lr": 50.0, "momentum": 0.5, "momentum2": 0.1}]}
+
+
 @pytest.mark.gpu
-def test_gpu_and_cpu_agree_to_rounding():
+@pytest.mark.parametrize("method", sorted(GPU_SETTINGS))
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-4)])
+def test_gpu_and_cpu_agree_to_rounding(method, dtype, rtol):
+    """Same seeds, same nets: the stable setting's records agree between CuPy and NumPy up to the
+    summation-order rounding of the two BLAS libraries over 40 steps (relative to each record's
+    scale: rtol 1e-9 in float64, 1e-4 in float32); the second setting diverges, where rounding is
+    amplified without bound, so only where it was marked diverged is compared (with compaction).
+    Kernel drift counts activation patterns, which float32 rounding flips for pre-activations
+    near 0 (each flip moves H by O(1/m)): it is compared in float64 only."""
     if backend._cupy_or_none() is None:
         pytest.skip("CuPy or a CUDA GPU is missing")
     X, y = sphere_data(12, 8, seed=0)
-    kw = dict(seeds=3, hyper=[{"lr": 0.5, "r": 3.0}, {"lr": 5.0, "r": 3.0}], drift_steps=(0, 40), progress=False,
-              keep_weights=True)
+    kw = dict(seeds=3, hyper=GPU_SETTINGS[method], drift_steps=(0, 20, 40), progress=False, keep_weights=True,
+              dtype=dtype)
     for space in ("z", "w"):
-        cpu = simulate("nag", X, y, [128, 512], 40, device="cpu", space=space, **kw)
-        gpu = simulate("nag", X, y, [128, 512], 40, device="gpu", space=space, **kw)
-        assert gpu.device == "gpu"
+        cpu = simulate(method, X, y, [128, 512], 40, device="cpu", space=space, **kw)
+        gpu = simulate(method, X, y, [128, 512], 40, device="gpu", space=space, **kw)
+        assert gpu.device == "gpu" and gpu.error_norm.dtype == cpu.error_norm.dtype
         np.testing.assert_array_equal(cpu.diverged_step, gpu.diverged_step)
-        scale = cpu.error_norm[..., :1]
-        np.testing.assert_allclose(gpu.error_norm / scale, cpu.error_norm / scale, atol=1e-10)
-        np.testing.assert_allclose(gpu.weight_movement, cpu.weight_movement, rtol=1e-8, equal_nan=True)
+        assert (cpu.diverged_step[:, 1] >= 0).all() and (cpu.diverged_step[:, 0] < 0).all()
+        for name in ("error_norm", "projections", "weight_movement") + (("kernel_drift",) if dtype == "float64" else ()):
+            want, got = getattr(cpu, name)[:, 0], getattr(gpu, name)[:, 0]
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.max(np.abs(want)), err_msg=f"{name} ({space})")
+        for W_gpu, W_cpu in zip(gpu.final_W, cpu.final_W):
+            np.testing.assert_allclose(W_gpu[0], W_cpu[0], rtol=rtol, atol=rtol * np.max(np.abs(W_cpu[0])))
 
 
 @pytest.mark.parametrize("q", [1, 2, 3])
