@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from scipy.special import jv
 
 from ntkode.theory.errors import NtkodeError
-from ntkode.verify.fit import auto_window, fit_linear_rate, fit_loglog_slope, fit_power_law, upper_envelope
+from ntkode.verify.fit import (auto_window, fit_linear_rate, fit_loglog_slope, fit_power_law, fit_recurrence_rate,
+                               upper_envelope)
 
 
 @given(rho=st.floats(0.3, 0.995), scale=st.floats(1e-3, 1e3))
@@ -123,3 +124,28 @@ def test_loglog_slope_exact_and_noisy():
 def test_bad_input_is_an_ntkode_error(call):
     with pytest.raises(NtkodeError):
         call()
+
+
+@given(rho=st.floats(0.8, 0.995), theta=st.floats(0.0, 3.0), phase=st.floats(0.0, 3.0),
+       kind=st.sampled_from(["oscillating", "double root", "two real modes"]))
+def test_recurrence_fit_recovers_the_dominant_root_exactly(rho, theta, phase, kind):
+    """A mode of a second-order recursion, whatever its kind, obeys x_k = c_1 x_{k-1} + c_2 x_{k-2}:
+    the order-2 linear-prediction fit returns its root modulus to round-off (no beat, no k^q bias):
+    1e-10 relative for distinct roots; a double root moves like the square root of round-off
+    (sqrt(eps) = 1.5e-8, times the window's conditioning), so 1e-6 there."""
+    k = np.arange(600)
+    x = {"oscillating": rho**k * np.cos(theta * k + phase),
+         "double root": (1 + theta * k) * rho**k,
+         "two real modes": rho**k + phase * (0.7 * rho) ** k}[kind]
+    fit = fit_recurrence_rate(x, skip=0.0)
+    assert math.exp(fit.value) == pytest.approx(rho, rel=1e-6 if kind == "double root" else 1e-10)
+
+
+def test_recurrence_fit_falls_back_to_one_mode_and_reports_noise():
+    k = np.arange(400)
+    assert math.exp(fit_recurrence_rate(0.97**k).value) == pytest.approx(0.97, rel=1e-12)
+    noisy = 0.97**k * np.cos(0.3 * k) + 1e-6 * np.random.default_rng(0).standard_normal(k.size)
+    fit = fit_recurrence_rate(noisy)
+    assert fit.stderr > 0 and abs(fit.value - math.log(0.97)) < 4 * fit.stderr
+    with pytest.raises(NtkodeError):
+        fit_recurrence_rate(np.zeros((3, 3)))

@@ -11,23 +11,24 @@ from ntkode.theory import ode_rate, optimal, spectral_radius
 
 from .claim import Check, Claim, Curve, Evidence, Figure, Tolerance
 from .claims_common import PROBLEM_QUICK, mean_and_stderr, run_simulation, sphere_problem, width_tolerance
-from .fit import fit_linear_rate
+from .fit import fit_linear_rate, fit_recurrence_rate
 
 
 def _damping_sweep(prob, params, device) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Per damping gamma of the grid: measured exponent per unit time (seed mean) and its stderr.
 
-    HB with eta = eta_lam0/lam_0 and beta = 1 - gamma sqrt(eta); exponent = -slope/sqrt(eta)
-    of the envelope of log||e_k|| (t = k sqrt(eta)).
+    HB with eta = eta_lam0/lam_0 and beta = 1 - gamma sqrt(eta); exponent = -log(rho)/sqrt(eta)
+    (t = k sqrt(eta)), rho from `fit_recurrence_rate` on the error's projection on H-inf's
+    slowest eigenvector.
     """
     eta = params["eta_lam0"] / prob.lam0
     gamma_star = optimal("hb", prob.lam0, prob.lam_max, ode=True)["damping"]
     gammas = gamma_star * np.asarray(params["damping_factors"], dtype=float)
     hyper = [{"lr": eta, "momentum": 1.0 - g * math.sqrt(eta)} for g in gammas]
-    sim = run_simulation("hb", prob, params, hyper, params["steps"], device, projections=False)
+    sim = run_simulation("hb", prob, params, hyper, params["steps"], device)
     means, errs = [], []
     for s in range(len(gammas)):
-        fits = [fit_linear_rate(row, envelope=True) for row in sim.error_norm[0, s]]
+        fits = [fit_recurrence_rate(row[:, 0]) for row in sim.projections[0, s]]
         mean, err = mean_and_stderr([-f.value / math.sqrt(eta) for f in fits], fits[0].stderr / math.sqrt(eta))
         means.append(mean)
         errs.append(err)
@@ -62,10 +63,14 @@ def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
     rho(Polyak) = (sqrt(kappa) - 1)/(sqrt(kappa) + 1) <= rho(eta, beta) for all (eta, beta).
     References: Polyak 1964; Bu, Xu & Chen, AISTATS 2021 (HB ODE, linear convergence).
     Measurement: a damping grid around gamma* (eta lam_0 = eta_lam0, small, so the
-    discrete method is near its ODE), exponent from the envelope of log||e_k|| per unit
-    time (the norm: near critical damping the slowest mode oscillates too slowly for an
-    envelope of its own); the grid point with the largest measured exponent is the
-    measured optimum. Then Polyak's pair and its neighbours at a wider net.
+    discrete method is near its ODE); per seed, the exponent per unit time from the
+    order-2 recurrence fitted to the error's projection on H-inf's slowest eigenvector
+    (`fit_recurrence_rate`). Near gamma* the slowest mode's roots are (nearly) double
+    and every faster mode has the same modulus sqrt(beta): a line through the envelope
+    of log||e_k|| then sees only a few beats and reads the exponent low (0.341 instead
+    of 0.378 at 0.95 gamma*, m = 32768, 8 seeds), while the recurrence fit reads 0.378.
+    The grid point with the largest measured exponent is the measured optimum. Then
+    Polyak's pair and its neighbours at a wider net.
     Tolerance: optimum location relative 0.1 (grid spacing near gamma* is 5%; the
     discrete peak sits ~2% below gamma* at eta lam_0 = 1.5e-3); peak exponent relative
     2 sqrt(n/m) + 0.05 (finite width; the grid's best point and discretisation ~5%);
@@ -115,7 +120,7 @@ HB_OPTIMAL_DAMPING = Claim(
     "Polyak's (eta, beta) beats its neighbours on the network.",
     measure_hb_damping,
     {
-        "quick": {**PROBLEM_QUICK, **_COMMON, "width": 8192, "seeds": 2, "polyak_width": 16384},
+        "quick": {**PROBLEM_QUICK, **_COMMON, "width": 8192, "seeds": 4, "polyak_width": 16384},
         "full": {**PROBLEM_QUICK, **_COMMON, "width": 32768, "seeds": 8, "polyak_width": 131072},
     },
 )

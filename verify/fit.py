@@ -7,6 +7,9 @@ scatter, not a confidence level; claims state their tolerances separately.)
 
 - `fit_linear_rate`: log|e_k| = c0 + k log(rho) [+ q log k] over a window after the
   transient and above round-off; `rate` = rho = exp(slope).
+- `fit_recurrence_rate`: x_k = sum_j c_j x_{k-1-j} by least squares (linear prediction),
+  rho = the largest root modulus of z^q - sum_j c_j z^(q-1-j): exact for a mode that is
+  oscillating, critically damped (k rho^k) or overdamped alike.
 - `upper_envelope`: the peaks of an oscillating |e_k| (for heavy ball, Nesterov).
 - `fit_power_law`: log|e(t)| = c0 + p log t on the envelope (Nesterov's t^{-r/2}).
 - `fit_loglog_slope`: log y = c0 + p log x (rate gap or weight movement vs width).
@@ -175,6 +178,46 @@ def fit_linear_rate(
     coef, se = _regress(columns, np.log(arr[idx]))
     extra = {"power": float(coef[2]), "power_stderr": float(se[2])} if power else {}
     return Fit("linear", float(coef[1]), float(se[1]), float(coef[0]), (start, stop), idx.size, **extra)
+
+
+def fit_recurrence_rate(x: np.ndarray, order: int = 2, window: tuple[int, int] | None = None, *,
+                        skip: float = 0.5) -> Fit:
+    """Fit x_k = sum_{j<order} c_j x_{k-1-j} over `window` (default `auto_window(x, skip)`) and
+    return log(rho), rho = max |root of z^order - sum_j c_j z^(order-1-j)| (a "linear" Fit).
+
+    For a signed sequence (a projection of e_k on one eigenvector), not its modulus: the fitted
+    recurrence is the mode's own characteristic polynomial, so near-double roots, slow beats and
+    k^q prefactors do not bias rho as they bias a line through log|e_k| or its envelope.
+    stderr: delta method, from the coefficients' covariance sigma^2 (A^T A)^-1.
+    """
+    seq = np.asarray(x, dtype=float)
+    if seq.ndim != 1:
+        raise NtkodeError(f"sequence must be one-dimensional; got shape {seq.shape}")
+    if order < 1:
+        raise NtkodeError(f"order must be a positive integer; got {order}")
+    start, stop = _check_window(window, seq.size) if window is not None else auto_window(np.abs(seq), skip)
+    seg = seq[start:stop] / np.max(np.abs(seq[start:stop]))
+    design = np.column_stack([seg[order - 1 - j : seg.size - 1 - j] for j in range(order)])
+    target = seg[order:]
+    if target.size <= order + 1:
+        raise NtkodeError(f"only {target.size} usable points for an order-{order} recurrence; run more steps")
+    coef, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
+    if rank < order:  # the sequence obeys a shorter recurrence (e.g. one real mode): fit that one
+        if order == 1:
+            raise NtkodeError("degenerate recurrence fit: the window holds only zeros")
+        return fit_recurrence_rate(x, order - 1, (start, stop))
+    resid = target - design @ coef
+    cov = float(resid @ resid) / (target.size - order) * np.linalg.pinv(design.T @ design)
+
+    def log_rho(c: np.ndarray) -> float:
+        return float(np.log(np.max(np.abs(np.roots(np.concatenate([[1.0], -c]))))))
+
+    value = log_rho(coef)
+    step = 1e-7 * np.maximum(np.abs(coef), 1e-3)
+    grad = np.array([(log_rho(coef + np.eye(order)[j] * step[j]) - log_rho(coef - np.eye(order)[j] * step[j]))
+                     / (2 * step[j]) for j in range(order)])
+    stderr = float(np.sqrt(max(grad @ cov @ grad, 0.0)))
+    return Fit("linear", value, stderr, 0.0, (start, stop), int(target.size))
 
 
 def fit_power_law(
