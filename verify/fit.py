@@ -27,6 +27,9 @@ from ntkode.theory.errors import NtkodeError
 REL_FLOOR = 1e-10
 ABS_FLOOR = 1e-13
 MIN_POINTS = 4
+#: in a recurrence fit, directions below this fraction of the largest singular value are round-off
+#: of a shorter recurrence (a lone exponential fitted at order 2), which is then fitted instead
+RECURRENCE_RCOND = 1e-8
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ def fit_recurrence_rate(x: np.ndarray, order: int = 2, window: tuple[int, int] |
     target = seg[order:]
     if target.size <= order + 1:
         raise NtkodeError(f"only {target.size} usable points for an order-{order} recurrence; run more steps")
-    coef, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
+    coef, _, rank, _ = np.linalg.lstsq(design, target, rcond=RECURRENCE_RCOND)
     if rank < order:  # the sequence obeys a shorter recurrence (e.g. one real mode): fit that one
         if order == 1:
             raise NtkodeError("degenerate recurrence fit: the window holds only zeros")
