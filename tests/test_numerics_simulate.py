@@ -13,16 +13,11 @@ from ntkode.theory.errors import NtkodeError
 from ntkode.theory.methods import METHODS, get_method
 from ntkode.theory.symbols import beta, beta2, eta, k, lam, r, z
 
+from cases import SETTINGS
+
 sweep_module = importlib.import_module("ntkode.numerics.sweep")
 simulate_module = importlib.import_module("ntkode.numerics.simulate")
 
-SETTINGS = {
-    "gd": {},
-    "hb": {"momentum": 0.6},
-    "nag-sc": {"momentum": 0.5},
-    "nag": {"r": 3.0},
-    "mom2": {"momentum": 0.5, "momentum2": 0.2},
-}
 
 
 def recurrence_errors(method, H, e0, lr, steps, hyper):
@@ -243,10 +238,8 @@ def test_gpu_requested_without_gpu_is_an_error():
         backend.get_xp("gpu")
 
 
-GPU_SETTINGS = {"gd": [{"lr": 0.5}, {"lr": 50.0}], "hb": [{"lr": 0.5, "momentum": 0.5}, {"lr": 50.0, "momentum": 0.5}],
-                "nag-sc": [{"lr": 0.5, "momentum": 0.5}, {"lr": 50.0, "momentum": 0.5}],
-                "nag": [{"lr": 0.5, "r": 3.0}, {"lr": 5.0, "r": 3.0}],
-                "mom2": [{"lr": 0.5, "momentum": 0.5, "momentum2": 0.1}, {"lr": 50.0, "momentum": 0.5, "momentum2": 0.1}]}
+#: per method: a stable and a diverging setting
+GPU_SETTINGS = {name: [{"lr": 0.5, **setting}, {"lr": 50.0, **setting}] for name, setting in SETTINGS.items()}
 
 
 @pytest.mark.gpu

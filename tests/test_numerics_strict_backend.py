@@ -12,15 +12,10 @@ import strict_xp
 from ntkode.numerics import backend, simulate, sphere_data
 from ntkode.theory.errors import NtkodeError
 
+from cases import SETTINGS
+
 engine = importlib.import_module("ntkode.numerics.engine")
 
-SETTINGS = {
-    "gd": {},
-    "hb": {"momentum": 0.6},
-    "nag-sc": {"momentum": 0.5},
-    "nag": {"r": 3.0},
-    "mom2": {"momentum": 0.5, "momentum2": 0.2},
-}
 
 
 @pytest.fixture

@@ -1,0 +1,9 @@
+"""Hyper-parameters the numerics tests share: one stable setting per declared method (lr apart)."""
+
+SETTINGS = {
+    "gd": {},
+    "hb": {"momentum": 0.6},
+    "nag-sc": {"momentum": 0.5},
+    "nag": {"r": 3.0},
+    "mom2": {"momentum": 0.5, "momentum2": 0.2},
+}
