@@ -289,15 +289,14 @@ def _assemble(opts: Options, table: RunTable, widths: np.ndarray, X, y, per_widt
     """Stack the widths and split the run axis into (setting, seed)."""
     ns, nseed = len(table.settings), len(table.seeds)
 
-    def stacked(name):
-        if per_width[0][name] is None:
-            return None
-        return np.stack([pw[name].reshape((ns, nseed) + pw[name].shape[1:]) for pw in per_width])
-
     def per_width_list(name):
         if per_width[0][name] is None:
             return None
         return [pw[name].reshape((ns, nseed) + pw[name].shape[1:]) for pw in per_width]
+
+    def stacked(name):
+        parts = per_width_list(name)
+        return None if parts is None else np.stack(parts)
 
     diverged_step = stacked("diverged_step")
     return SimulationResult(

@@ -61,7 +61,7 @@ def _bessel_form(t_: ArrayLike, lam_: ArrayLike, r_: ArrayLike,
                  part: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Gamma(nu+1) (2/x)^nu part(nu, x) with x = sqrt(lam) t, nu = (r-1)/2; 1 at x = 0."""
     ll = _check_positive("lam", lam_)
-    nu = (_check_positive("r", r_) - 1) / 2
+    nu = (HYPERS["r"].check(r_) - 1) / 2
     x = np.sqrt(ll) * np.asarray(t_, dtype=float)
     safe = np.where(x == 0, 1.0, x)
     with np.errstate(over="ignore"):
