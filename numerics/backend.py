@@ -13,7 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 DEVICES = ("auto", "cpu", "gpu")
 #: fraction of the free memory one batch may use
@@ -52,14 +52,14 @@ def _cupy_or_none() -> ModuleType | None:
 def get_xp(device: str = "auto") -> ModuleType:
     """The array module for `device` in ("auto", "cpu", "gpu")."""
     if device not in DEVICES:
-        raise NtkodeError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
+        raise NtkodeError(f"device must be one of {', '.join(DEVICES)}; got {device!r}", param="device")
     if device == "cpu":
         return np
     cupy = _cupy_or_none()
     if cupy is None and device == "gpu":
         found = _load_cupy()
         why = found if isinstance(found, str) else "unavailable"
-        raise NtkodeError(f"device 'gpu' requested but CuPy cannot use a CUDA GPU here ({why}); use --device cpu")
+        raise NtkodeError(f"device 'gpu' requested but CuPy cannot use a CUDA GPU here ({why}); use device='cpu'", param="device")
     return np if cupy is None else cupy
 
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 from .kernels import as_inputs
 
@@ -22,7 +22,7 @@ def _positive(name: str, value: int) -> int:
 def as_seed(seed, name: str = "seed") -> int:
     """A random seed as a non-negative int (what numpy.random.default_rng accepts), or NtkodeError."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise NtkodeError(f"{name} must be a non-negative integer; got {seed!r}")
+        raise NtkodeError(f"{name} must be a non-negative integer; got {seed!r}", param=name)
     return int(seed)
 
 
@@ -39,7 +39,7 @@ def as_labels(y, n: int) -> np.ndarray:
 def sphere_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """x_i uniform on the unit sphere S^{d-1} (normalised Gaussians), labels y_i ~ N(0, 1)."""
     n, d = _positive("n", n), _positive("d", d)
-    rng = np.random.default_rng(as_seed(seed, "--data-seed"))
+    rng = np.random.default_rng(as_seed(seed, "seed"))
     X = rng.standard_normal((n, d))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     return X, rng.standard_normal(n)
@@ -52,7 +52,7 @@ def paper_data(n: int, seed: int = 0, *, normalise: bool = False) -> tuple[np.nd
     `normalise=True` divides each x_i by its norm, leaving y unchanged.
     """
     n = _positive("n", n)
-    rng = np.random.default_rng(as_seed(seed, "--data-seed"))
+    rng = np.random.default_rng(as_seed(seed, "seed"))
     x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
     x3 = np.linspace(-4.0, 4.0, n)
     X = np.stack([x1, x2, x3], axis=1)
@@ -70,7 +70,7 @@ def digits_data(
     X: the 64 pixel values, divided by each row's norm when `normalise`; y: the
     class's position in `classes` mapped linearly onto [-1, 1] (-1/+1 for two classes).
     """
-    n, seed = _positive("n", n), as_seed(seed, "--data-seed")
+    n, seed = _positive("n", n), as_seed(seed, "seed")
     try:
         from sklearn.datasets import load_digits
     except ImportError:

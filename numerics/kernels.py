@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 #: a NumPy or CuPy array (the device kernels accept either)
 Array = Any
@@ -22,9 +22,9 @@ LOSSES = ("sum", "mean")
 def check_options(train: str, loss: str) -> None:
     """NtkodeError unless train in TRAINS and loss in LOSSES."""
     if train not in TRAINS:
-        raise NtkodeError(f"--train must be one of {', '.join(TRAINS)}; got {train!r}")
+        raise NtkodeError(f"train must be one of {', '.join(TRAINS)}; got {train!r}", param="train")
     if loss not in LOSSES:
-        raise NtkodeError(f"--loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+        raise NtkodeError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}", param="loss")
 
 
 def as_inputs(X: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 from .data import as_seed
 
@@ -16,7 +16,7 @@ def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.
     if int(width) != width or width < 1 or int(d) != d or d < 1:
         raise NtkodeError(f"width and d must be positive integers; got width={width!r}, d={d!r}")
     if not np.isfinite(kappa) or kappa <= 0:
-        raise NtkodeError(f"--kappa must be a positive number; got {kappa!r}")
+        raise NtkodeError(f"kappa must be a positive number; got {kappa!r}", param="kappa")
     rng = np.random.default_rng(as_seed(seed))
     W = kappa * rng.standard_normal((int(width), int(d)))
     a = rng.integers(0, 2, size=int(width)).astype(float) * 2.0 - 1.0

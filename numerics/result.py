@@ -11,7 +11,7 @@ from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 #: arrays whose axis 1 is the setting axis
 PER_SETTING = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ntkode.theory import spectral_radius
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 from ntkode.theory.methods import Method, get_method
 
 from .backend import batch_slices, batch_target, device_name, get_xp, memory_budget
@@ -79,17 +79,18 @@ def predicted_unstable(method: str, lam: np.ndarray, settings: list[dict]) -> np
 def _positive_ints(name: str, values) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(values))
     if arr.ndim != 1 or arr.size == 0 or not np.all(np.equal(np.mod(arr, 1), 0)) or np.any(arr < 1):
-        raise NtkodeError(f"{name} must be positive integers; got {values!r}")
+        raise NtkodeError(f"{name} must be positive integers; got {values!r}", param=name)
     return arr.astype(int)
 
 
 def _seeds(seeds) -> np.ndarray:
     """seeds=S (int) means range(S); a sequence is taken as the seeds themselves (non-negative integers)."""
     if np.ndim(seeds) == 0:
-        return np.arange(_positive_ints("--seeds", seeds)[0])
+        return np.arange(_positive_ints("seeds", seeds)[0])
     arr = np.asarray(seeds)
     if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
-        raise NtkodeError(f"seeds must be a positive count or a list of non-negative integers; got {seeds!r}")
+        raise NtkodeError(f"seeds must be a positive count or a list of non-negative integers; got {seeds!r}",
+                          param="seeds")
     return arr.astype(int)
 
 
@@ -196,8 +197,8 @@ def simulate(
     y = as_labels(y, X.shape[0])
     if check:
         check_data(X)
-    widths_arr = _positive_ints("--width", widths)
-    steps = int(_positive_ints("--steps", steps)[0])
+    widths_arr = _positive_ints("widths", widths)
+    steps = int(_positive_ints("steps", steps)[0])
     seed_arr = _seeds(seeds)
     settings = hyper_settings(spec, hyper)
     if dtype not in ("float64", "float32"):

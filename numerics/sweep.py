@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 from ntkode.theory.methods import get_method
 
 from .result import PER_SETTING, SimulationResult

@@ -4,7 +4,7 @@ import pytest
 
 from ntkode.numerics import (check_data, digits_data, init_network, kernel_drift, kernel_spectrum, load_data,
                              ntk_empirical, ntk_infinite, paper_data, sphere_data)
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 
 def test_closed_form_values():

@@ -9,7 +9,7 @@ import sympy as sp
 
 from ntkode.numerics import SimulationResult, init_network, ntk_empirical, ntk_infinite, simulate, sphere_data, sweep
 from ntkode.numerics import backend
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 from ntkode.theory.methods import METHODS, get_method
 from ntkode.theory.symbols import beta, beta2, eta, k, lam, r, z
 
@@ -208,11 +208,11 @@ def test_sweep_resumes_after_interruption(tmp_path, monkeypatch):
         (dict(hyper={"lr": -1.0}), "--lr"),
         (dict(method="hb", hyper={"momentum": 0.5}), "needs --lr"),
         (dict(hyper={"lr": 0.1, "beta": 0.5}), "unknown"),
-        (dict(widths=[0]), "--width"),
-        (dict(steps=0), "--steps"),
-        (dict(device="tpu"), "--device"),
-        (dict(loss="l1"), "--loss"),
-        (dict(train="a"), "--train"),
+        (dict(widths=[0]), "^widths must"),
+        (dict(steps=0), "^steps must"),
+        (dict(device="tpu"), "^device must"),
+        (dict(loss="l1"), "^loss must"),
+        (dict(train="a"), "^train must"),
         (dict(drift_steps=(99,)), "drift steps"),
         (dict(y=np.zeros(3)), "labels"),
         (dict(X=np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]), y=np.zeros(3)), "parallel"),

@@ -10,7 +10,7 @@ import pytest
 import strict_xp
 
 from ntkode.numerics import backend, simulate, sphere_data
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 from cases import SETTINGS
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 from ntkode.verify.claim import Check, Tolerance
 from ntkode.verify.claims import CLAIMS
 

@@ -7,7 +7,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from scipy.special import jv
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 from ntkode.verify.fit import (auto_window, fit_linear_rate, fit_loglog_slope, fit_power_law, fit_recurrence_rate,
                                upper_envelope)
 

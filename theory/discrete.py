@@ -17,7 +17,7 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
-from .errors import NtkodeError
+from ntkode.errors import NtkodeError
 from .methods import get_method
 from .symbols import beta, beta2, eta, k, lam, z
 

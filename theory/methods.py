@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 import numpy as np
 import sympy as sp
 
-from .errors import NtkodeError
+from ntkode.errors import NtkodeError
 from .symbols import beta, beta2, eta, gamma, h, k, lam, r, t, z
 
 

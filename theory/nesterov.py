@@ -16,7 +16,7 @@ import scipy.special as sc
 import sympy as sp
 from numpy.typing import ArrayLike
 
-from .errors import NtkodeError
+from ntkode.errors import NtkodeError
 from .methods import HYPERS
 from .symbols import lam, r, t
 

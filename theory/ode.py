@@ -18,7 +18,7 @@ import sympy as sp
 from numpy.typing import ArrayLike
 
 from .discrete import RATE_ARGS, check_eigs, poly_roots
-from .errors import NtkodeError
+from ntkode.errors import NtkodeError
 from .methods import HYPERS, get_method
 from .symbols import beta, beta2, eta, gamma, h, lam, r, s, t, z
 

@@ -14,7 +14,7 @@ import scipy.optimize as so
 import sympy as sp
 
 from .discrete import rate_function
-from .errors import NtkodeError
+from ntkode.errors import NtkodeError
 from .methods import get_method
 from .ode import optimal_damping
 from .symbols import beta2, lam

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 SETTINGS = ("quick", "full")
 

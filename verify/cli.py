@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Sequence
 
 from importlib import import_module
 
-from ntkode.theory.errors import NtkodeError
+from ntkode import __version__
+from ntkode.errors import NtkodeError
 
 #: subcommand -> the module of this package that registers it (imported only when needed)
 COMMANDS = {"derive": "cli_theory", "rates": "cli_theory", "simulate": "cli_simulate", "verify": "cli_verify",
             "bench-rates": "bench_rates", "bench-simulate": "bench_simulate"}
+
+#: library parameter -> command-line flag where the two differ (otherwise the flag is --param)
+FLAGS = {"widths": "--width", "seed": "--data-seed", "out_dir": "--out"}
 
 CONVENTIONS = """conventions: two-layer ReLU net f(x) = m^(-1/2) sum_r a_r relu(w_r.x), NTK
 parametrisation, only W trained unless stated; loss 1/2 ||u - y||^2 (the 'mean'
@@ -32,11 +37,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog=CONVENTIONS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"ntkode {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
     for name in modules:
         import_module(f".{name}", __package__).register(sub)
     return parser
+
+
+def cli_message(err: NtkodeError) -> str:
+    """The error's message with the parameter it names (`err.param`) replaced by its flag."""
+    if not err.param:
+        return str(err)
+    flag = FLAGS.get(err.param, "--" + err.param.replace("_", "-"))
+    return re.sub(rf"(?<![\w-]){re.escape(err.param)}(?![\w-])", flag, str(err), count=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NtkodeError as err:
-        print(f"ntkode {args.command}: error: {err}", file=sys.stderr)
+        print(f"ntkode {args.command}: error: {cli_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ntkode {args.command}: interrupted", file=sys.stderr)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from ntkode.numerics import digits_data, load_data, paper_data, sphere_data, sweep
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 from ntkode.theory.methods import HYPERS, METHODS, Method, get_method
 
 #: the hyper-parameter flags of `ntkode simulate`

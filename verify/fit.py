@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 #: errors below max(REL_FLOOR * max|e|, ABS_FLOOR) are treated as round-off
 REL_FLOOR = 1e-10

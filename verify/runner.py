@@ -10,7 +10,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from ntkode.numerics.backend import device_name, get_xp
-from ntkode.theory.errors import NtkodeError
+from ntkode.errors import NtkodeError
 
 from .claim import SETTINGS, Evidence, Figure, Outcome
 from .claims import CLAIMS
