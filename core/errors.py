@@ -13,3 +13,7 @@ class NtkodeError(ValueError):
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
         self.param = param
+
+    def __reduce__(self):
+        """Pickle with the parameter it names (errors raised in worker processes keep it)."""
+        return (type(self), (str(self), self.param))

@@ -1,19 +1,24 @@
-"""One batch of runs of one width, trained together on the device (the inner loop of `simulate`).
+"""One batch of runs of one width, trained together: the engine executes a method's declared step.
 
-Every method is the recursion of `ntkode.theory.methods` (step k = 1, 2, ...):
-    Y_k = sum_j c_j(k) W_{k-1-j},   W_k = sum_j a_j(k) W_{k-1-j} - eta grad L(Y_k),
-with grad_W L = s (a * 1{Y X^T >= 0} * e) X, s = m^{-1/2} (and 1/n for the mean loss).
-The recursion is linear, so it holds for Z = W X^T with grad_Z = grad_W X^T = s (a * act * e) G,
-G = X X^T: in space "z" one GEMM (m x n x n) per step replaces the two of space "w" (m x n x d).
-Weight movement in space "z" tracks D_k with W_k - W_0 = D_k X (the same recursion, gradient
-s a * act * e); since sum_j a_j = 1 for every method, D_k G = Z_k - Z_0 and
-||w_r(k) - w_r(0)||^2 = sum_i D_k[r, i] (Z_k - Z_0)[r, i].
+A declaration (`ntkode.declaration`) compiles to ops, run in order at every step k = 1, 2, ...:
+`GradOp` g = grad(y) at a point y, and `AssignOp` (tuple) assignments, every value a linear
+combination of the current variables with coefficients in (k, hyper-parameters). Here a variable
+holds, per run of the batch:
+  space "z": its preactivations Z = W X^T (B, m, n) (combinations carry over, W -> W X^T is linear);
+  space "w": its weights W (B, m, d);
+  train="both": also its second-layer part a (B, m);
+  track_d (space z, for weight movement or final weights): D (B, m, n) with W - W0 = D X for a point
+  and W = D X for a direction (combinations keep this, since point coefficients sum to 1 or 0).
+The gradient at a point y: grad_W L = s (a_y * 1{Z_y >= 0} * e_y) X, s = m^{-1/2} (/n for the mean loss),
+so grad_Z = S @ (s e_y[:, None] * G) with S = a_y * 1{Z_y >= 0} and G = X X^T (one m x n x n GEMM);
+grad_a = s relu(Z_y) e_y; grad_D = S * (s e_y). In space "w": grad_W = (S * s e_y) @ X.
 
-Cost per step: outside the GEMM every pass over a (B, m, n) array counts (NumPy and CuPy are
-memory-bound there). Each linear combination of the history is one batched matmul
-(`History.combine`); S = a_Y * 1{Y >= 0} is built once for the GEMM; on the host the output at Y
-comes from S in one pass, sum_r a_r relu(Y)_ri = sum_r S_ri Y_ri, and a fixed a is stored
-broadcast over n (NumPy's bool-times-broadcast loop is slow).
+Storage: every component lives in one pool (B, P, size) of P slots. A linear combination of k slots is
+one batched matmul (B, 1, k) @ (B, k, size) over a strided view of the pool; a combination that is a
+single slot with coefficient 1 (a pure copy such as `W_prev = W`, or a look-ahead equal to W) is an
+alias, no pass at all, so multistep methods keep their history as a ring without copying. The error
+at a slot is cached until the slot is rewritten: the error recorded at W_k is the error at the
+next step's gradient when it is taken at W (GD, heavy ball).
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
+
+from ntkode.declaration import GradOp, Method
 
 from .backend import to_host
 from .kernels import empirical_from_preactivations
@@ -48,199 +55,224 @@ class Problem:
     dtype: object
 
 
-def ring_weights(coefs: np.ndarray) -> np.ndarray:
-    """Per-step matmul weights (steps, B, 1, q) for `History` from coefs (steps, q, B) = x_j(k).
+def pool_slots(method: Method) -> int:
+    """Slots a batch needs: the old and new value of every state, and every temporary and gradient."""
+    temps = {t for op in method.ops for t in ((op.target,) if isinstance(op, GradOp) else op.targets)}
+    return 2 * len(method.states) + len(temps - set(method.state_names))
 
-    At step k the newest iterate X_{k-1} sits in slot (k-1) mod q and X_{k-1-j} in slot (k-1-j) mod q,
-    so weight[k-1, b, 0, (k-1-j) mod q] = coefs[k-1, j, b].
-    """
-    steps, q, _ = coefs.shape
-    out = np.empty((steps, coefs.shape[2], 1, q))
-    for k in range(1, steps + 1):
-        slots = [(k - 1 - j) % q for j in range(q)]
-        out[k - 1, :, 0, slots] = coefs[k - 1]
+
+def window(slots: list[int]) -> tuple[int, int, int]:
+    """(first slot, stride, count) of the strided view that holds the ascending `slots`: exactly the two
+    slots of a pair (any distance apart), else every slot from the first to the last."""
+    lo, hi = slots[0], slots[-1]
+    step = hi - lo if len(slots) == 2 else 1
+    return lo, step, (hi - lo) // step + 1
+
+
+def window_weights(slots: list[int], coefs: list[np.ndarray]) -> np.ndarray:
+    """Host weights (B, 1, count) over `window(slots)`: coefs[j] at slot j's place, zeros in the gaps."""
+    lo, step, count = window(slots)
+    out = np.zeros((coefs[0].shape[0], 1, count))
+    for s, c in zip(slots, coefs):
+        out[:, 0, (s - lo) // step] = c
     return out
 
 
-class History:
-    """The q latest iterates X_{k-1}, ..., X_{k-q} of B runs, kept in one (B, q, ...) array as a ring.
+class Pool:
+    """P slots of one component, (B, P, *shape), and the strided views that combine them."""
 
-    Before step k (k = 1, 2, ...) X_{k-1-j} sits in slot (k-1-j) mod q; X_{-j} = X_0 fills every slot at first.
-    """
+    def __init__(self, xp: ModuleType, B: int, P: int, shape: tuple, dtype):
+        self.xp = xp
+        self.data = xp.zeros((B, P) + tuple(shape), dtype=dtype)
+        self.size = int(np.prod(shape))
 
-    def __init__(self, xp: ModuleType, first, q: int):
-        self.xp, self.q = xp, q
-        self.buf = xp.ascontiguousarray(xp.repeat(first[:, None], q, axis=1))
-        self.newest = 0  # slot of X_{k-1}
+    def __getitem__(self, slot: int):
+        return self.data[:, slot]
 
-    def latest(self):
-        """X_{k-1}, a (B, ...) view."""
-        return self.buf[:, self.newest]
-
-    def combine(self, weights, out):
-        """out = sum_j x_j X_{k-1-j}, one batched matmul (B, 1, q) @ (B, q, size); weights from `ring_weights`."""
-        B = self.buf.shape[0]
-        self.xp.matmul(weights, self.buf.reshape(B, self.q, -1), out=out.reshape(B, 1, -1))
-        return out
-
-    def advance(self):
-        """Free the slot of X_{k-q} (read no more) and return it, now X_k, for the caller to write."""
-        self.newest = (self.newest + 1) % self.q
-        return self.buf[:, self.newest]
+    def combine(self, slots: list[int], weights, out: int) -> None:
+        """data[:, out] = sum_j weights[:, 0, j] data[:, window[j]], one batched matmul over a strided view
+        of the window `window(slots)`; `weights` (B, 1, len(window)) on the device (`window_weights`)."""
+        xp, data = self.xp, self.data
+        B = data.shape[0]
+        lo, step, count = window(slots)
+        view = xp.lib.stride_tricks.as_strided(data[:, lo], shape=(B, count, self.size),
+                                               strides=(data.strides[0], step * data.strides[1], data.itemsize))
+        xp.matmul(weights, view, out=data[:, out].reshape(B, 1, self.size))
 
     def take(self, sel) -> None:
         """Keep only the runs `sel`."""
-        self.buf = self.buf[sel]
+        self.data = self.data[sel]
 
 
 class Batch:
     """State, work buffers and records of B runs of width m (all arrays with a leading run axis)."""
 
-    def __init__(self, prob: Problem, W0, a0, lr, A, C, steps: int, movement: bool, projections: bool, track_d: bool):
+    def __init__(self, prob: Problem, W0, a0, method: Method, hyper: dict, steps: int, movement: bool,
+                 projections: bool, track_d: bool):
         xp = self.xp = prob.xp
-        self.prob, self.steps = prob, steps
+        self.prob, self.steps, self.method = prob, steps, method
         self.B, self.m = W0.shape[0], W0.shape[1]
         self.sqrt_m = math.sqrt(self.m)  # a Python float: a NumPy float64 scalar would promote float32 arrays
-        self.q = A.shape[1]
-        self.Aw, self.Cw = (xp.asarray(ring_weights(T), dtype=prob.dtype) for T in (A, C))
-        self.trivial_c = bool(np.all(C[:, 0] == 1) and np.all(C[:, 1:] == 0))
-        self.trivial_a = bool(np.all(A[:, 0] == 1) and np.all(A[:, 1:] == 0))  # gradient descent: W_k = W_{k-1} - ...
-        self.same_ac = bool(np.array_equal(A, C)) and not self.trivial_c  # Nesterov: W_k = Y_k - eta grad
-        self.step_size = xp.asarray(prob.scale * np.asarray(lr)[:, None], dtype=prob.dtype)  # (B, 1): eta s
+        self.hyper = [np.asarray(hyper[n], dtype=float) for n in method.hyper_names]  # per run, (B,)
         self.movement, self.track_d = movement, track_d
+        self.host = xp is np
+        self.fixed_a = prob.train == "W"
         self.active = np.arange(self.B)
         self.active_dev = xp.asarray(self.active)
+        self.ops = method.numeric_ops
+        self.constant = [None if varies else self._coefficients(fn, 1) for _, fn, varies in self.ops]
+        P = pool_slots(method)
         Z0 = xp.matmul(W0, prob.X.T)
-        self.Z = History(xp, Z0, self.q)
+        n = Z0.shape[2]
+        self.main = Pool(xp, self.B, P, Z0.shape[1:] if prob.space == "z" else W0.shape[1:], prob.dtype)
+        self.apool = None if self.fixed_a else Pool(xp, self.B, P, a0.shape[1:], prob.dtype)
+        self.dpool = Pool(xp, self.B, P, Z0.shape[1:], prob.dtype) if track_d else None
+        self.pools = [p for p in (self.main, self.apool, self.dpool) if p is not None]
+        self.main[0][...] = Z0 if prob.space == "z" else W0
+        if self.apool is not None:
+            self.apool[0][...] = a0
+        self.slot = {name: (0 if init else 1) for name, init in zip(method.state_names, method.initial)}
+        self.errors: dict[int, object] = {}  # slot -> error e (B, n) at that slot's point
+        self.zcache: dict[int, object] = {}  # space w: slot -> Z = W X^T
         self.S, self.T = xp.empty_like(Z0), xp.empty_like(Z0)
         self.mask = xp.empty(Z0.shape, dtype=bool)
-        self.Y = None if self.trivial_c else xp.empty_like(Z0)
-        self.fixed_a = prob.train == "W"
-        self.host = xp is np
         if self.fixed_a:
             self.a, self.a_wide = a0, self._widen(a0)
-        else:
-            self.ah = History(xp, a0, self.q)
-        needs_p = prob.space == "w" or track_d
-        self.P = xp.empty_like(Z0) if needs_p else None
-        if prob.space == "w":
-            self.Wh = History(xp, W0, self.q)
-            self.TW, self.CW = xp.empty_like(W0), xp.empty_like(W0)
+        self.Z0 = Z0 if track_d else None
         self.W0 = W0 if (prob.space == "w" and movement) or track_d else None
-        if track_d:
-            self.Dh = History(xp, xp.zeros_like(Z0), self.q)
-            self.Z0 = Z0
         rows = steps + 1
         self.rec_norm = xp.full((rows, self.B), np.nan, dtype=prob.dtype)
-        self.rec_proj = xp.full((rows, self.B, Z0.shape[2]), np.nan, dtype=prob.dtype) if projections else None
+        self.rec_proj = xp.full((rows, self.B, n), np.nan, dtype=prob.dtype) if projections else None
         self.rec_move = xp.full((rows, self.B), np.nan, dtype=prob.dtype) if movement else None
         self.diverged_step = np.full(self.B, -1)
-        self.e = self._error(self.Z.latest(), self._a_latest())
         self._record(0)
         self.norm0 = to_host(self.rec_norm[0])
 
-    # -- pieces of a step ------------------------------------------------------------------
+    # -- coefficients and slots ----------------------------------------------------------------
+    def _coefficients(self, fn, k: int) -> list[list[np.ndarray]]:
+        """Per combination of an op, its coefficients at step k as (B,) host arrays (they decide aliases
+        without a device synchronisation; `_combination` sends the weights over once)."""
+        B = self.active.size
+        raw = fn(k, *[h[self.active] for h in self.hyper])
+        return [[np.broadcast_to(np.asarray(c, dtype=float), (B,)) for c in combo] for combo in raw]
+
+    def _free_slot(self, busy: set[int]) -> int:
+        used = set(self.slot.values()) | busy
+        return next(i for i in range(self.main.data.shape[1]) if i not in used)
+
+    def _combination(self, combo, coefs, busy: set[int]) -> int:
+        """The slot holding sum_j coef_j * variable_j: an existing slot when it is one variable with
+        coefficient 1, else a free slot written by one matmul per component."""
+        merged: dict[int, np.ndarray] = {}
+        for (name, _), coef in zip(combo, coefs):
+            s = self.slot[name]
+            merged[s] = coef if s not in merged else merged[s] + coef
+        if len(merged) == 1:
+            (s, coef), = merged.items()
+            if np.all(coef == 1):
+                return s
+        slots = sorted(merged)
+        weights = self.xp.asarray(window_weights(slots, [merged[s] for s in slots]), dtype=self.prob.dtype)
+        out = self._free_slot(busy)
+        for pool in self.pools:
+            pool.combine(slots, weights, out)
+        self._forget(out)
+        return out
+
+    def _forget(self, slot: int) -> None:
+        self.errors.pop(slot, None)
+        self.zcache.pop(slot, None)
+
+    # -- the network at a point ----------------------------------------------------------------
     def _widen(self, a):
         """a broadcast over n, (B, m, n): a stored copy on the host (NumPy's bool-times-broadcast loop is slow),
         a view on the GPU (where broadcasting is free and a copy costs a read)."""
         wide = self.xp.broadcast_to(a[:, :, None], a.shape + (self.prob.G.shape[0],))
         return self.xp.ascontiguousarray(wide) if self.host else wide
 
-    def _a_latest(self):
-        """a_{k-1}, (B, m)."""
-        return self.a if self.fixed_a else self.ah.latest()
+    def _a_at(self, slot: int):
+        """Second-layer weights at a point, (B, m)."""
+        return self.a if self.fixed_a else self.apool[slot]
 
-    def _error(self, Z, a):
-        """e = s' relu(Z)^T a - y with s' = m^{-1/2} (T used as scratch)."""
-        R = self.xp.maximum(Z, 0, out=self.T)
-        return self._output(self.xp.matmul(a[:, None, :], R)[:, 0, :])
+    def _z_at(self, slot: int):
+        """Preactivations Z = W X^T at a point: the slot itself in space z; a cached GEMM in space w."""
+        if self.prob.space == "z":
+            return self.main[slot]
+        if slot not in self.zcache:
+            self.zcache[slot] = self.xp.matmul(self.main[slot], self.prob.X.T)
+        return self.zcache[slot]
 
     def _output(self, total):
         """e = s' total - y for total_i = sum_r a_r relu(Z)_ri, s' = m^{-1/2}."""
         return total / self.sqrt_m - self.prob.y
 
-    def _movement(self):
-        """max_r ||w_r(k) - w_r(0)|| per run: sum_d (W_k - W_0)_rd^2, or sum_i D_k[r, i] (Z_k - Z_0)[r, i] in space z."""
-        xp = self.xp
-        if self.prob.space == "w":
-            diff = xp.subtract(self.Wh.latest(), self.W0, out=self.TW)
-            sq = xp.einsum("brd,brd->br", diff, diff)
-        else:
-            diff = xp.subtract(self.Z.latest(), self.Z0, out=self.T)
-            sq = xp.einsum("bri,bri->br", diff, self.Dh.latest())
-        return xp.sqrt(xp.maximum(xp.max(sq, axis=1), 0))
+    def _error(self, slot: int):
+        """e = m^{-1/2} relu(Z)^T a - y at the point in `slot` (cached; T used as scratch)."""
+        if slot not in self.errors:
+            R = self.xp.maximum(self._z_at(slot), 0, out=self.T)
+            self.errors[slot] = self._output(self.xp.matmul(self._a_at(slot)[:, None, :], R)[:, 0, :])
+        return self.errors[slot]
 
-    def _record(self, k: int):
+    def _gradient(self, point: int, out: int) -> None:
+        """Slot `out` = grad L at the point in slot `point`, every component."""
+        xp, prob = self.xp, self.prob
+        Z, a = self._z_at(point), self._a_at(point)
+        xp.greater_equal(Z, 0, out=self.mask)
+        xp.multiply(self.mask, self.a_wide if self.fixed_a else a[:, :, None], out=self.S)
+        if point not in self.errors and self.host:  # sum_r a_r relu(Z)_ri = sum_r S_ri Z_ri, one pass
+            self.errors[point] = self._output(xp.einsum("bri,bri->bi", self.S, Z))
+        coef = prob.scale * self._error(point)  # (B, n): s e_y
+        if not self.fixed_a:
+            R = xp.maximum(Z, 0, out=self.T)
+            self.apool[out][...] = xp.matmul(R, coef[:, :, None])[:, :, 0]
+        if prob.space == "z":
+            xp.matmul(self.S, coef[:, :, None] * prob.G, out=self.main[out])
+            if self.dpool is not None:
+                xp.multiply(self.S, coef[:, None, :], out=self.dpool[out])
+        else:
+            P = xp.multiply(self.S, coef[:, None, :], out=self.T)
+            xp.matmul(P, prob.X, out=self.main[out])
+        self._forget(out)
+
+    # -- a step --------------------------------------------------------------------------------
+    def step(self, k: int) -> None:
+        """Advance every active run from step k-1 to step k by the method's ops."""
+        for (op, fn, _), constant in zip(self.ops, self.constant):
+            coefs = constant if constant is not None else self._coefficients(fn, k)
+            if isinstance(op, GradOp):
+                point = self._combination(op.point, coefs[0], set())
+                out = self._free_slot({point})
+                self._gradient(point, out)
+                self.slot[op.target] = out
+            else:
+                busy: set[int] = set()
+                values = []
+                for combo, cs in zip(op.values, coefs):
+                    values.append(self._combination(combo, cs, busy))
+                    busy.add(values[-1])
+                self.slot.update(zip(op.targets, values))
+        self.slot = {name: self.slot[name] for name in self.method.state_names}
+        self._record(k)
+
+    def _record(self, k: int) -> None:
         xp, idx = self.xp, self.active_dev
-        self.rec_norm[k, idx] = xp.sqrt(xp.einsum("bi,bi->b", self.e, self.e))
+        e = self._error(self.slot["W"])
+        self.rec_norm[k, idx] = xp.sqrt(xp.einsum("bi,bi->b", e, e))
         if self.rec_proj is not None:
-            self.rec_proj[k, idx] = self.e @ self.prob.U
+            self.rec_proj[k, idx] = e @ self.prob.U
         if self.rec_move is not None:
             self.rec_move[k, idx] = self._movement() if k else 0.0
 
-    def _lookahead(self, k: int):
-        """(Y_k, a at Y_k): Z_{k-1} and a_{k-1} for methods with c = (1, 0, ...), else sum_j c_j(k) (Z, a)_{k-1-j}."""
-        if self.trivial_c:
-            return self.Z.latest(), self._a_latest()
-        Y = self.Z.combine(self.Cw[k - 1], self.Y)
-        if self.fixed_a:
-            return Y, self.a
-        return Y, self.ah.combine(self.Cw[k - 1], self.xp.empty_like(self.ah.latest()))
-
-    def _build_s(self, Y, aY) -> None:
-        """S = a_Y * 1{Y >= 0}."""
-        xp = self.xp
-        xp.greater_equal(Y, 0, out=self.mask)
-        xp.multiply(self.mask, self.a_wide if self.fixed_a else aY[:, :, None], out=self.S)
-
-    def _error_at_lookahead(self, Y, aY):
-        """e at Y_k: e_{k-1} when Y_k = Z_{k-1}; on the host from S in one pass,
-        sum_r a_r relu(Y)_ri = sum_r S_ri Y_ri; on the GPU relu(Y) and a matmul (`_error`)."""
-        if self.trivial_c:
-            return self.e
-        if self.host:
-            return self._output(self.xp.einsum("bri,bri->bi", self.S, Y))
-        return self._error(Y, aY)
-
-    def _train_a(self, k: int, Y, aY, coef) -> None:
-        """a_k = sum_j a_j(k) a_{k-1-j} - eta s relu(Y) e_Y (relu(Y) in T)."""
-        xp = self.xp
-        R = xp.maximum(Y, 0, out=self.T)
-        grad_a = xp.matmul(R, coef[:, :, None])[:, :, 0]
-        self._advance(self.ah, k, grad_a, xp.empty_like(aY), aY)
-
-    def _advance(self, hist: History, k: int, grad, scratch, lookahead=None):
-        """X_k = sum_j a_j(k) X_{k-1-j} - grad, written into the slot `hist` frees; the combination is
-        the look-ahead Y_k itself when a = c (Nesterov), X_{k-1} when a = (1, 0, ...) (GD), else built in `scratch`."""
-        if lookahead is not None and self.same_ac:
-            combo = lookahead
-        elif self.trivial_a:
-            combo = hist.latest()
+    def _movement(self):
+        """max_r ||w_r(k) - w_r(0)|| per run: sum_d (W_k - W_0)_rd^2, or sum_i D_k[r, i] (Z_k - Z_0)[r, i] in space z."""
+        xp, w = self.xp, self.slot["W"]
+        if self.prob.space == "w":
+            diff = self.main[w] - self.W0
+            sq = xp.einsum("brd,brd->br", diff, diff)
         else:
-            combo = hist.combine(self.Aw[k - 1], scratch)
-        return self.xp.subtract(combo, grad, out=hist.advance())
-
-    def step(self, k: int) -> None:
-        """Advance every active run from W_{k-1} to W_k."""
-        xp, prob = self.xp, self.prob
-        Y, aY = self._lookahead(k)
-        self._build_s(Y, aY)
-        coef = self.step_size * self._error_at_lookahead(Y, aY)  # (B, n): eta s e_Y
-        if not self.fixed_a:
-            self._train_a(k, Y, aY, coef)
-        if self.P is not None:
-            xp.multiply(self.S, coef[:, None, :], out=self.P)
-        if prob.space == "w":
-            xp.matmul(self.P, prob.X, out=self.TW)
-            W_new = self._advance(self.Wh, k, self.TW, self.CW)
-            xp.matmul(W_new, prob.X.T, out=self.Z.advance())
-        else:
-            xp.matmul(self.S, coef[:, :, None] * prob.G, out=self.T)
-            self._advance(self.Z, k, self.T, self.S, Y)
-        if self.track_d:
-            self._advance(self.Dh, k, self.P, self.T)
-        self.e = self._error(self.Z.latest(), self._a_latest())
-        self._record(k)
+            diff = xp.subtract(self.main[w], self.Z0, out=self.T)
+            sq = xp.einsum("bri,bri->br", diff, self.dpool[w])
+        return xp.sqrt(xp.maximum(xp.max(sq, axis=1), 0))
 
     # -- divergence ----------------------------------------------------------------------------
     def check(self, first: int, last: int) -> None:
@@ -258,32 +290,25 @@ class Batch:
         sel = xp.asarray(np.flatnonzero(keep))
         self.active = self.active[keep]
         self.active_dev = xp.asarray(self.active)
-        self.Aw, self.Cw, self.step_size = self.Aw[:, sel], self.Cw[:, sel], self.step_size[sel]
+        for pool in self.pools:
+            pool.take(sel)
+        self.constant = [None if c is None else [[x[keep] for x in combo] for combo in c] for c in self.constant]
+        self.errors = {s: e[sel] for s, e in self.errors.items()}
+        self.zcache = {s: z[sel] for s, z in self.zcache.items()}
         self.S, self.T, self.mask = self.S[sel], self.T[sel], self.mask[sel]
-        self.e = self.e[sel]
-        self.Z.take(sel)
         if self.fixed_a:
             self.a = self.a[sel]
             self.a_wide = self._widen(self.a)
-        else:
-            self.ah.take(sel)
-        if self.Y is not None:
-            self.Y = self.Y[sel]
-        if self.P is not None:
-            self.P = self.P[sel]
-        if self.prob.space == "w":
-            self.Wh.take(sel)
-            self.TW, self.CW = self.TW[sel], self.CW[sel]
+        if self.Z0 is not None:
+            self.Z0 = self.Z0[sel]
         if self.W0 is not None:
             self.W0 = self.W0[sel]
-        if self.track_d:
-            self.Dh.take(sel)
-            self.Z0 = self.Z0[sel]
 
     # -- kernels -------------------------------------------------------------------------------
     def kernels(self):
         """H(W_k) of the active runs, (B_active, n, n) on the host."""
-        H = empirical_from_preactivations(self.Z.latest(), self._a_latest(), self.prob.G, self.prob.train, self.prob.loss)
+        w = self.slot["W"]
+        H = empirical_from_preactivations(self._z_at(w), self._a_at(w), self.prob.G, self.prob.train, self.prob.loss)
         return to_host(H)
 
     def run(self, drift_steps, on_step=None) -> dict:
@@ -322,10 +347,11 @@ class Batch:
 
     def _final_weights(self):
         """(active run indices, W (B_a, m, d), a (B_a, m)) on the host, or None when W is not tracked."""
+        w = self.slot["W"]
         if self.prob.space == "w":
-            W = self.Wh.latest()
+            W = self.main[w]
         elif self.track_d:
-            W = self.W0 + self.xp.matmul(self.Dh.latest(), self.prob.X)
+            W = self.W0 + self.xp.matmul(self.dpool[w], self.prob.X)
         else:
             return None
-        return self.active.copy(), to_host(W), to_host(self._a_latest())
+        return self.active.copy(), to_host(W), to_host(self._a_at(w))

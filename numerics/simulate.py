@@ -1,24 +1,28 @@
 """simulate: train ensembles of two-layer ReLU nets by any declared method, batched on CPU or GPU.
 
+The method is a declaration (`ntkode.declaration`: a built-in name, a .toml path or a Method); the
+engine executes its statements, the same ones `ntkode.theory` analyses.
+
 Runs = settings x seeds for each width, stacked along a leading batch axis
 (`engine.Batch`); the batch is split to fit in memory. The same seed gives the
 same network on every width's host draw (`init_network`) and on every backend.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from ntkode.theory import spectral_radius
+from ntkode.declaration import Method, load_method
 from ntkode.errors import NtkodeError
-from ntkode.theory.methods import Method, get_method
+from ntkode.theory import spectral_radius
 
 from .backend import batch_slices, batch_target, device_name, get_xp, memory_budget
 from .data import as_labels
-from .engine import Batch, Problem
+from .engine import Batch, Problem, pool_slots
 from .kernels import as_inputs, check_data, check_options, kernel_drift, kernel_spectrum, ntk_empirical, ntk_infinite
 from .network import init_network
 from .result import SimulationResult
@@ -27,30 +31,22 @@ SPACES = ("auto", "z", "w")
 
 
 def hyper_settings(method: Method, hyper: dict | Sequence[dict]) -> list[dict]:
-    """The list of settings, each validated by `method.check_hyper` and reduced to its keys, as floats."""
+    """The list of settings, each checked by `method.check_hyper` (declared names or aliases, every
+    hyper-parameter given, each in its domain), as {declared name: float}."""
     listed = [hyper] if isinstance(hyper, dict) else list(hyper)
     if not listed:
-        raise NtkodeError("give at least one hyper-parameter setting")
+        raise NtkodeError("give at least one hyper-parameter setting", param="hyper")
     out = []
     for setting in listed:
-        unknown = set(setting) - set(method.hyper)
-        if unknown:
-            raise NtkodeError(f"method {method.name!r} takes {', '.join(method.hyper)}; got unknown {sorted(unknown)}")
-        checked = method.check_hyper(**setting)
-        out.append({name: float(value) for name, value in checked.items()})
+        if not isinstance(setting, dict):
+            raise NtkodeError(f"a hyper-parameter setting is a dict of name: value; got {setting!r}", param="hyper")
+        checked = method.check_hyper(setting)
+        for name, value in checked.items():
+            if np.ndim(value) != 0:
+                raise NtkodeError(f"{name} must be a single number per setting; give a list of settings instead",
+                                  param=f"hyper:{method.find_hyper(name).label}")
+        out.append({name: float(checked[name]) for name in method.hyper_names})
     return out
-
-
-def coefficient_tables(method: Method, steps: int, runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(A, C) of shape (steps, q, B): a_j(k), c_j(k) of `method` for every run's hyper-parameters."""
-    hyper = {name: np.array([run.get(name, 0.0) for run in runs]) for name in ("momentum", "momentum2", "r")}
-    B, q = len(runs), method.memory
-    A, C = np.empty((steps, q, B)), np.empty((steps, q, B))
-    for k in range(1, steps + 1):
-        a, c = method.coefficients(k, **hyper)
-        A[k - 1] = [np.broadcast_to(x, (B,)) for x in a]
-        C[k - 1] = [np.broadcast_to(x, (B,)) for x in c]
-    return A, C
 
 
 def choose_space(n: int, d: int, space: str = "auto") -> str:
@@ -62,15 +58,18 @@ def choose_space(n: int, d: int, space: str = "auto") -> str:
     return "z" if n <= 2 * d else "w"
 
 
-def bytes_per_run(m: int, n: int, d: int, q: int, space: str, steps: int, track_d: bool, itemsize: int) -> int:
-    """Device memory one run needs: its (m, n) and (m, d) arrays and its records."""
-    mn = q + 4 + (1 if space == "w" else 0) + ((q + 3) if track_d else 0)
-    md = (q + 3) if space == "w" else (1 if track_d else 0)
+def bytes_per_run(m: int, n: int, d: int, slots: int, space: str, steps: int, track_d: bool, both: bool,
+                  itemsize: int) -> int:
+    """Device memory one run needs: its pools of `slots` variables (`engine.pool_slots`), the work
+    arrays of a step, and its records."""
+    main = slots * (m * n if space == "z" else m * d)
+    pools = main + (slots * m if both else 0) + (slots * m * n if track_d else 0)
+    work = m * n * (4 if space == "w" else 3) + m * d * (1 if space == "w" or track_d else 0)
     records = (steps + 1) * (n + 2)
-    return itemsize * (m * n * mn + m * d * md + records + 2 * n * n) + m * n
+    return itemsize * (pools + work + records + 2 * n * n) + m * n
 
 
-def predicted_unstable(method: str, lam: np.ndarray, settings: list[dict]) -> np.ndarray:
+def predicted_unstable(method: Method, lam: np.ndarray, settings: list[dict]) -> np.ndarray:
     """Per setting, whether theory's spectral radius on the (positive) H-inf spectrum exceeds stability."""
     positive = lam[lam > 0]
     return np.array([not bool(spectral_radius(method, positive, **setting).stable) for setting in settings])
@@ -114,7 +113,8 @@ class Options:
     def run_bytes(self, m: int, n: int, d: int) -> int:
         """Device memory of one run of width m (`bytes_per_run`)."""
         itemsize = np.dtype(self.dtype).itemsize
-        return bytes_per_run(m, n, d, self.spec.memory, self.space, self.steps, self.track_d, itemsize)
+        return bytes_per_run(m, n, d, pool_slots(self.spec), self.space, self.steps, self.track_d,
+                             self.train == "both", itemsize)
 
     def host_bytes(self, m: int, n: int, d: int, n_seeds: int, n_runs: int) -> int:
         """Host memory of one width: the drawn nets (W, a), the (m, n) temporaries of H(W_0),
@@ -129,9 +129,11 @@ class RunTable:
 
     settings: list[dict]
     seeds: np.ndarray
-    lr: np.ndarray  # (runs,)
-    A: np.ndarray  # (steps, q, runs) a_j(k)
-    C: np.ndarray  # (steps, q, runs) c_j(k)
+
+    def hyper(self, part: slice) -> dict[str, np.ndarray]:
+        """{declared name: (runs in part,)} hyper-parameter values of the runs in `part`."""
+        runs = [setting for setting in self.settings for _ in self.seeds][part]
+        return {name: np.array([run[name] for run in runs]) for name in self.settings[0]}
 
     @property
     def size(self) -> int:
@@ -185,13 +187,15 @@ def simulate(
     """Full-batch training of f(x) = m^{-1/2} sum_r a_r relu(w_r.x) by `method` for every
     (width, setting, seed); see SimulationResult for what is recorded.
 
-    hyper: one dict or a list of dicts with the method's keys (lr, momentum, momentum2, r).
+    method: a built-in name (gd, hb, nag-sc, nag, mom2), a .toml declaration or a Method.
+    hyper: one dict or a list of dicts of the method's hyper-parameters (declared names or aliases,
+    e.g. lr, momentum, momentum2, r for the built-ins).
     seeds: a count S (seeds 0..S-1) or explicit seeds. space: "z", "w" or "auto" (cheaper).
     movement/projections: record those every step (movement costs extra passes in space z).
     check=False skips `check_data` (near-singular kernels then go through unreported).
     Every width's memory need is checked before any network is drawn.
     """
-    spec = get_method(method)
+    spec = load_method(method)
     check_options(train, loss)
     X = as_inputs(X)
     y = as_labels(y, X.shape[0])
@@ -214,9 +218,7 @@ def simulate(
         movement=movement, projections=projections, keep_weights=keep_weights,
         track_d=chosen == "z" and (movement or keep_weights),
     )
-    runs = [setting for setting in settings for _ in seed_arr]
-    A, C = coefficient_tables(spec, steps, runs)
-    table = RunTable(settings=settings, seeds=seed_arr, lr=np.array([run["lr"] for run in runs]), A=A, C=C)
+    table = RunTable(settings=settings, seeds=seed_arr)
     for m in widths_arr:
         check_memory(xp, opts, table, int(m), n, d)
     lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
@@ -231,7 +233,7 @@ def _simulate_width(xp, opts: Options, table: RunTable, X, y, U, m: int, bar) ->
     """All runs of width m, in as many batches as memory needs; host records for every run."""
     n, d = X.shape
     dtype = opts.dtype
-    scale = 1.0 / np.sqrt(m) / (n if opts.loss == "mean" else 1)
+    scale = 1.0 / math.sqrt(m) / (n if opts.loss == "mean" else 1)  # a Python float: no float32 promotion
     prob = Problem(
         xp=xp, X=xp.asarray(X, dtype=dtype), G=xp.asarray(X @ X.T, dtype=dtype), y=xp.asarray(y, dtype=dtype),
         U=xp.asarray(U, dtype=dtype), scale=scale, space=opts.space, train=opts.train, loss=opts.loss,
@@ -244,8 +246,8 @@ def _simulate_width(xp, opts: Options, table: RunTable, X, y, U, m: int, bar) ->
         which = seed_of_run[part]
         W0 = xp.asarray(np.stack([nets[s][0] for s in which]), dtype=dtype)
         a0 = xp.asarray(np.stack([nets[s][1] for s in which]), dtype=dtype)
-        batch = Batch(prob, W0, a0, table.lr[part], table.A[:, :, part], table.C[:, :, part], opts.steps,
-                      opts.movement, opts.projections, opts.track_d)
+        batch = Batch(prob, W0, a0, opts.spec, table.hyper(part), opts.steps, opts.movement, opts.projections,
+                      opts.track_d)
         with np.errstate(over="ignore", invalid="ignore"):
             records.append((part.start, batch.run(opts.drift, on_step=_ticker(bar, batch))))
         del batch
@@ -305,7 +307,7 @@ def _assemble(opts: Options, table: RunTable, widths: np.ndarray, X, y, per_widt
         error_norm=stacked("error_norm"), projections=stacked("projections"),
         weight_movement=stacked("weight_movement"), kernel_drift=stacked("kernel_drift"),
         drift_steps=np.array(opts.drift, dtype=int), diverged=diverged_step >= 0, diverged_step=diverged_step,
-        predicted_unstable=predicted_unstable(opts.spec.name, lam_inf, table.settings), lam_inf=lam_inf,
+        predicted_unstable=predicted_unstable(opts.spec, lam_inf, table.settings), lam_inf=lam_inf,
         lam_emp=np.stack([pw["lam_emp"] for pw in per_width]),
         final_W=per_width_list("final_W"), final_a=per_width_list("final_a"),
         loss=opts.loss, train=opts.train, kappa=float(opts.kappa), space=opts.space, device=device, dtype=opts.dtype,

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ntkode.errors import NtkodeError
-from ntkode.theory.methods import get_method
+from ntkode.declaration import load_method
 
 from .result import PER_SETTING, SimulationResult
 from .simulate import hyper_settings, simulate
@@ -51,16 +51,17 @@ def sweep(
 ) -> SimulationResult:
     """simulate() every width, writing one file per (width, setting) into out_dir; files already
     there are loaded, not recomputed. Returns the whole sweep as one SimulationResult."""
-    settings = hyper_settings(get_method(method), hyper)
+    spec = load_method(method)
+    settings = hyper_settings(spec, hyper)
     X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
     os.makedirs(out_dir, exist_ok=True)
-    key = {"steps": int(steps), "seeds": np.atleast_1d(seeds).tolist(), **options}
-    paths = [[os.path.join(out_dir, config_name(method, X, y, m, s, key)) for s in settings] for m in widths]
+    key = {"steps": int(steps), "seeds": np.atleast_1d(seeds).tolist(), "declaration": spec.fingerprint, **options}
+    paths = [[os.path.join(out_dir, config_name(spec.name, X, y, m, s, key)) for s in settings] for m in widths]
     for m, row in zip(tqdm(widths, disable=not progress, unit="width", desc="sweep"), paths):
         todo = [i for i, path in enumerate(row) if not os.path.exists(path)]
         if not todo:
             continue
-        result = simulate(method, X, y, [m], steps, seeds, [settings[i] for i in todo], progress=False, **options)
+        result = simulate(spec, X, y, [m], steps, seeds, [settings[i] for i in todo], progress=False, **options)
         for j, i in enumerate(todo):
             _write_atomically(select(result, 0, j), row[i])
     parts = [[SimulationResult.load(path) for path in row] for row in paths]

@@ -83,6 +83,8 @@ class DeviceArray:
     ndim = property(lambda self: self._a.ndim)
     size = property(lambda self: self._a.size)
     T = property(lambda self: DeviceArray(self._a.T))
+    strides = property(lambda self: self._a.strides)
+    itemsize = property(lambda self: self._a.itemsize)
 
     def __repr__(self):
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype})"
@@ -137,6 +139,22 @@ def empty(shape, dtype=float):
 
 def full(shape, fill_value, dtype=None):
     return DeviceArray(np.full(shape, _dev(fill_value, "fill value"), dtype=dtype))
+
+
+def zeros(shape, dtype=float):
+    return DeviceArray(np.zeros(shape, dtype=dtype))
+
+
+def stack(arrays, axis=0):
+    return DeviceArray(np.stack([_dev(a) for a in arrays], axis=axis))
+
+
+def _as_strided(a, shape=None, strides=None):
+    """A strided view of device memory (cupy.lib.stride_tricks.as_strided)."""
+    return DeviceArray(np.lib.stride_tricks.as_strided(_dev(a), shape=shape, strides=strides))
+
+
+lib = SimpleNamespace(stride_tricks=SimpleNamespace(as_strided=_as_strided))
 
 
 def empty_like(a):

@@ -19,7 +19,7 @@ def test_simulate_writes_run_file(tmp_path, capsys):
     with np.load(out) as f:
         assert f["error_norm"].shape == (2, 3, 16)
         assert f["X"].shape == (8, 4) and f["y"].shape == (8,)
-        assert json.loads(str(f["meta"]))["settings"] == [{"lr": 0.5, "r": 3.0}]
+        assert json.loads(str(f["meta"]))["settings"] == [{"eta": 0.5, "r": 3.0}]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from ntkode.numerics import SimulationResult, init_network, ntk_empirical, ntk_i
 from ntkode.numerics import backend
 from ntkode.errors import NtkodeError
 from ntkode.theory.methods import METHODS, get_method
-from ntkode.theory.symbols import beta, beta2, eta, k, lam, r, z
+from ntkode.symbols import k, lam, z
 
 from cases import SETTINGS
 
@@ -22,14 +22,16 @@ simulate_module = importlib.import_module("ntkode.numerics.simulate")
 
 def recurrence_errors(method, H, e0, lr, steps, hyper):
     """||e_k|| from iterating p(z) = z^q + sum_j p_j z^(q-1-j) on every eigen-direction of H (sympy route)."""
-    coeffs = sp.Poly(METHODS[method].char_poly(), z).all_coeffs()  # leading 1 first
-    fn = sp.lambdify((k, eta, lam, beta, beta2, r), coeffs[1:], modules="numpy")
+    m = METHODS[method]
+    coeffs = sp.Poly(m.char_poly(), z).all_coeffs()  # leading 1 first
+    fn = sp.lambdify((k, lam, *m.symbols), coeffs[1:], modules="numpy")
+    values = m.check_hyper({**hyper, "lr": lr})
     lams, U = np.linalg.eigh(H)
     q = len(coeffs) - 1
     hist = [U.T @ e0] * q
     out = [np.linalg.norm(e0)]
     for step in range(1, steps + 1):
-        p = fn(step, lr, lams, hyper.get("momentum", 0.0), hyper.get("momentum2", 0.0), hyper.get("r", 1.0))
+        p = fn(step, lams, *[values[n] for n in m.hyper_names])
         new = -sum(np.asarray(p_j) * h for p_j, h in zip(p, hist))
         hist = [new] + hist[:-1]
         out.append(np.linalg.norm(new))
@@ -141,8 +143,7 @@ def test_gpu_memory_check_names_the_device_or_the_host(monkeypatch):
     opts = simulate_module.Options(spec=get_method("gd"), steps=3, space="w", train="W", loss="sum", kappa=1.0,
                                    dtype="float64", drift=(), movement=True, projections=True, keep_weights=False,
                                    track_d=False)
-    table = simulate_module.RunTable(settings=[{"lr": 0.1}], seeds=np.arange(2), lr=np.full(2, 0.1),
-                                     A=np.ones((3, 1, 2)), C=np.ones((3, 1, 2)))
+    table = simulate_module.RunTable(settings=[{"eta": 0.1}], seeds=np.arange(2))
     gpu = object()  # any array module other than NumPy is a device
     monkeypatch.setattr(simulate_module, "memory_budget", lambda xp: 10**12 if xp is np else 10_000)
     with pytest.raises(NtkodeError, match="width 64: one run on the GPU"):
@@ -205,9 +206,12 @@ def test_sweep_resumes_after_interruption(tmp_path, monkeypatch):
     "kwargs, match",
     [
         (dict(method="sgd"), "unknown method"),
-        (dict(hyper={"lr": -1.0}), "--lr"),
-        (dict(method="hb", hyper={"momentum": 0.5}), "needs --lr"),
-        (dict(hyper={"lr": 0.1, "beta": 0.5}), "unknown"),
+        (dict(hyper={"lr": -1.0}), "^lr must lie in"),
+        (dict(method="hb", hyper={"momentum": 0.5}), "needs lr"),
+        (dict(hyper={"lr": 0.1, "beta": 0.5}), "no hyper-parameter 'beta'"),
+        (dict(hyper={"lr": 0.1, "eta": 0.2}), "given twice"),
+        (dict(hyper={"lr": np.array([0.1, 0.2])}), "single number per setting"),
+        (dict(method="no/such/method.toml"), "does not exist"),
         (dict(widths=[0]), "^widths must"),
         (dict(steps=0), "^steps must"),
         (dict(device="tpu"), "^device must"),
@@ -270,21 +274,20 @@ def test_gpu_and_cpu_agree_to_rounding(method, dtype, rtol):
             np.testing.assert_allclose(W_gpu[0], W_cpu[0], rtol=rtol, atol=rtol * np.max(np.abs(W_cpu[0])))
 
 
-@pytest.mark.parametrize("q", [1, 2, 3])
-def test_history_ring_combines_the_previous_iterates(q):
-    """History.combine with ring_weights = sum_j x_j(k) X_{k-1-j} (X_{-j} = X_0), checked
-    against an explicit list of iterates over more steps than slots."""
+@pytest.mark.parametrize("slots", [[0, 1], [0, 3], [1, 4], [0, 1, 2], [0, 2, 3], [1, 2, 4, 5], [2, 5]])
+def test_pool_combination_is_the_weighted_sum_of_its_slots(slots):
+    """Pool.combine over a strided view (a pair at any distance, or a window with zero weights in its
+    gaps) = the explicit weighted sum, and leaves every other slot untouched."""
     engine = importlib.import_module("ntkode.numerics.engine")
-    rng = np.random.default_rng(q)
-    B, shape, steps = 3, (4, 5), 7
-    coefs = rng.standard_normal((steps, q, B))
-    iterates = [rng.standard_normal((B,) + shape)]
-    hist = engine.History(np, iterates[0].copy(), q)
-    weights = engine.ring_weights(coefs)
-    for k in range(1, steps + 1):
-        got = hist.combine(weights[k - 1], np.empty((B,) + shape))
-        past = [iterates[max(k - 1 - j, 0)] for j in range(q)]
-        want = sum(coefs[k - 1, j][:, None, None] * past[j] for j in range(q))
-        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
-        iterates.append(rng.standard_normal((B,) + shape))
-        hist.advance()[...] = iterates[-1]
+    rng = np.random.default_rng(len(slots) * 10 + slots[-1])
+    B, shape, P = 3, (4, 5), 7
+    pool = engine.Pool(np, B, P, shape, np.float64)
+    pool.data[...] = rng.standard_normal(pool.data.shape)
+    before = pool.data.copy()
+    weights = rng.standard_normal((B, len(slots)))
+    out = 6
+    pool.combine(slots, engine.window_weights(slots, list(weights.T)), out)
+    want = sum(weights[:, j, None, None] * before[:, s] for j, s in enumerate(slots))
+    np.testing.assert_allclose(pool.data[:, out], want, rtol=1e-13, atol=1e-13)
+    others = [i for i in range(P) if i != out]
+    np.testing.assert_array_equal(pool.data[:, others], before[:, others])

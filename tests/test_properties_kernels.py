@@ -3,12 +3,10 @@
 Kernels come from (a) random data on and off the unit sphere through H-infinity,
 (b) random spectra with random orthogonal eigenvectors, and (c) empirical
 kernels H(W_0) of random finite-width nets. The linearised dynamics on a kernel
-H are the method's own recursion (`Method.coefficients`, the one definition)
-applied to the error e = u - y. With u linear in W, grad L(Y) = J^T e(Y) and
-H = J J^T; since sum_j a_j = sum_j c_j = 1 the affine map W -> e(W) carries the
-recursion over unchanged:
-
-    e_k = sum_j a_j(k) e_{k-1-j} - eta H sum_j c_j(k) e_{k-1-j},   e_{-j} = e_0.
+H are the method's own declared step (`ntkode.theory.statespace`, executing the same
+ops as the engine) applied to the error e = u - y. With u linear in W, grad L(Y) = J^T e(Y)
+and H = J J^T; since the coefficients on points sum to 1 (and on directions to 0) the affine
+map W -> e(W) carries every statement over with grad(y) = H y (docs/theory.md#state-space).
 
 On every draw theory's spectral radius must equal the spectral radius of the
 one-step map of these dynamics and the per-step decay measured by iterating them.
@@ -23,7 +21,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ntkode.numerics import init_network, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data
-from ntkode.theory import METHODS, get_method, spectral_radius
+from ntkode.theory import METHODS, get_method, iterate, spectral_radius
+from ntkode.theory.discrete import scalar_hyper
+from ntkode.theory.statespace import apply_step
 from ntkode.verify import CLAIMS, fit_linear_rate
 from ntkode.verify.claims_linear import gd_rate_tolerance
 
@@ -88,7 +88,7 @@ def kernels(draw: st.DrawFn) -> np.ndarray:
 def hypers(draw: st.DrawFn, method: str, lam_max: float) -> dict[str, float]:
     """Hyper-parameters of `method`, lr = c / lam_max; unstable settings included
     except for nag, whose asymptotic rate sqrt(1 - eta*lam) needs eta*lam < 1."""
-    names = get_method(method).hyper
+    names = {hp.label for hp in get_method(method).hyper}
     c_max = 0.95 if method == "nag" else 2.5
     hyper = {"lr": draw(st.floats(0.05, c_max)) / lam_max}
     if "momentum" in names:
@@ -100,25 +100,17 @@ def hypers(draw: st.DrawFn, method: str, lam_max: float) -> dict[str, float]:
     return hyper
 
 
-def _step(method: str, kernel: np.ndarray, state: list[np.ndarray], step: int, hyper: dict) -> np.ndarray:
-    """e_k from state = [e_{k-1}, ..., e_{k-q}] by the method's declared coefficients."""
-    a, c = get_method(method).coefficients(step, **hyper)
-    assert math.isclose(sum(float(x) for x in a), 1.0) and math.isclose(sum(float(x) for x in c), 1.0)
-    look = sum(float(cj) * ej for cj, ej in zip(c, state))
-    return sum(float(aj) * ej for aj, ej in zip(a, state)) - hyper["lr"] * (kernel @ look)
-
-
 def _log_state_norms(method: str, kernel: np.ndarray, e0: np.ndarray, steps: int, hyper: dict) -> np.ndarray:
-    """log ||(e_k, ..., e_{k-q+1})|| for k = 0..steps, renormalising each step so
-    neither decay nor growth leaves float64 range (the dynamics are linear)."""
-    state = [e0.astype(float)] * get_method(method).memory
-    logs = np.zeros(steps + 1)
-    for step in range(1, steps + 1):
-        state = [_step(method, kernel, state, step, hyper)] + state[:-1]
-        norm = math.sqrt(sum(float(v @ v) for v in state))
-        logs[step] = logs[step - 1] + math.log(norm)
-        state = [v / norm for v in state]
-    return logs
+    """log ||(e_k, ..., e_{k-q+1})|| for k = 0..steps (q = the recursion's order), from the declared step
+    iterated with renormalisation, so neither decay nor growth leaves float64 range (the dynamics are linear)."""
+    E, scale = iterate(method, kernel, e0, steps, renormalise=True, **hyper)
+    q = get_method(method).degree
+
+    def log_norm(k: int) -> float:  # the true e_j = E[j] exp(scale[j]), factored at exp(scale[k])
+        window = slice(max(k - q + 1, 0), k + 1)
+        return math.log(np.linalg.norm(E[window] * np.exp(scale[window] - scale[k])[:, None])) + scale[k]
+
+    return np.array([log_norm(k) for k in range(steps + 1)])
 
 
 def _measured_log_rate(logs: np.ndarray) -> float:
@@ -128,12 +120,16 @@ def _measured_log_rate(logs: np.ndarray) -> float:
 
 
 def _one_step_map(method: str, kernel: np.ndarray, hyper: dict, step: int) -> np.ndarray:
-    """The matrix of (e_{k-1}, ..., e_{k-q}) -> (e_k, ..., e_{k-q+1}), column by column."""
-    n, q = len(kernel), get_method(method).memory
+    """The matrix of the declared step on the whole state (every variable's error vector), column by column."""
+    m = get_method(method)
+    values = scalar_hyper(m, hyper)
+    args = [values[n] for n in m.hyper_names]
+    n, names = len(kernel), m.state_names
     columns = []
-    for basis in np.eye(n * q):
-        state = list(basis.reshape(q, n))
-        columns.append(np.concatenate([_step(method, kernel, state, step, hyper)] + state[:-1]))
+    for basis in np.eye(n * len(names)):
+        state = dict(zip(names, basis.reshape(len(names), n)))
+        after = apply_step(m, kernel, state, step, args)
+        columns.append(np.concatenate([after[name] for name in names]))
     return np.array(columns).T
 
 

@@ -1,4 +1,7 @@
-"""Discrete rates: closed form = companion matrix = iterated recurrence; Jury = blow-up."""
+"""Discrete rates: closed form = companion matrix = iterated recurrence; Jury = blow-up.
+
+The companion matrices and recurrences here come from the literature's polynomials, written out below
+independently of the declarations, so a wrong declaration cannot move both sides together."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -6,15 +9,46 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from ntkode.theory import METHODS, NtkodeError, derive, jury_conditions, rate_function, spectral_radius
-from ntkode.theory.discrete import RATE_ARGS, closed_form_rate, rate_polynomial
+from ntkode.symbols import lam as LAM
+from ntkode.theory.discrete import closed_form_rate, rate_polynomial
 
-LARGE_K = 10**12  # nag's beta_k at this step is 1 - O(1e-12): its k -> infinity limit
+#: p(z) = z^q + c_{q-1} z^(q-1) + ... + c_0 as [c_{q-1}, ..., c_0], from the literature (docs/theory.md#discrete):
+#: GD z - (1 - eta lam); Polyak z^2 - (1 + beta - eta lam) z + beta; NAG-SC z^2 - (1 + beta)(1 - eta lam) z
+#: + beta (1 - eta lam); NAG with beta_k -> 1 the same at beta = 1; two-coefficient momentum
+#: z^3 - (1 + beta - eta lam) z^2 + (beta - beta2) z + beta2.
+LITERATURE = {
+    "gd": lambda lam, eta, beta, beta2: [-(1 - eta * lam)],
+    "hb": lambda lam, eta, beta, beta2: [-(1 + beta - eta * lam), beta],
+    "nag-sc": lambda lam, eta, beta, beta2: [-(1 + beta) * (1 - eta * lam), beta * (1 - eta * lam)],
+    "nag": lambda lam, eta, beta, beta2: [-2 * (1 - eta * lam), 1 - eta * lam],
+    "mom2": lambda lam, eta, beta, beta2: [-(1 + beta - eta * lam), beta - beta2, beta2],
+}
 
 
 def recurrence_coefficients(method, lam, eta, beta, beta2):
-    """x_k = sum_j (a_j - eta lam c_j) x_{k-1-j}, straight from the declared update rule."""
-    a, c = METHODS[method].coefficients(LARGE_K, momentum=beta, momentum2=beta2, r=3.0)
-    return np.array([float(aj - eta * lam * cj) for aj, cj in zip(a, c)])
+    """x_k = sum_j coef_j x_{k-1-j}: the literature's polynomial as a recurrence."""
+    return -np.array(LITERATURE[method](lam, eta, beta, beta2), dtype=float)
+
+
+def args(method, eta, beta, beta2):
+    """The method's hyper-parameters in declared order (r = 3 for nag; it does not move the rate)."""
+    values = {"eta": eta, "beta": beta, "beta2": beta2, "r": 3.0}
+    return [values[n] for n in METHODS[method].hyper_names]
+
+
+def lambdified(method, expr):
+    return sp.lambdify((LAM, *METHODS[method].symbols), expr, "numpy")
+
+
+@pytest.mark.parametrize("method", sorted(LITERATURE))
+def test_declared_polynomial_equals_literature(method):
+    z = sp.Symbol("z")
+    lam_, eta, beta, beta2 = sp.symbols("lam_ eta_ beta_ beta2_")
+    coeffs = sp.Poly(rate_polynomial(method), z).all_coeffs()[1:]
+    values = {"eta": eta, "beta": beta, "beta2": beta2, "r": sp.Integer(3)}
+    subs = {LAM: lam_, **{sym: values[n] for sym, n in zip(METHODS[method].symbols, METHODS[method].hyper_names)}}
+    got = [sp.expand(c.subs(subs)) for c in coeffs]
+    assert got == [sp.expand(c) for c in LITERATURE[method](lam_, eta, beta, beta2)]
 
 
 def companion_radius(method, lam, eta, beta, beta2):
@@ -53,7 +87,7 @@ configs = st.tuples(
 def test_compiled_rate_equals_companion_radius(cfg):
     method, lam, x, beta, beta2 = cfg
     eta = 2.5 * x / lam
-    fast = float(rate_function(method)(np.array([lam]), eta, beta, beta2)[0])
+    fast = float(rate_function(method)(np.array([lam]), *args(method, eta, beta, beta2))[0])
     # near a double root the eigenvalues move like sqrt(machine eps): 1e-6 absolute
     assert fast == pytest.approx(companion_radius(method, lam, eta, beta, beta2), abs=1e-6)
 
@@ -63,8 +97,8 @@ def test_closed_form_rate_equals_compiled_rate(cfg):
     method, lam, x, beta, beta2 = cfg
     eta = 2.5 * x / lam
     expr = closed_form_rate(rate_polynomial(method))
-    sym = complex(sp.lambdify(RATE_ARGS, expr, "numpy")(complex(lam), eta, beta, beta2)).real
-    fast = float(rate_function(method)(np.array([lam]), eta, beta, beta2)[0])
+    sym = complex(lambdified(method, expr)(complex(lam), *args(method, eta, beta, beta2))).real
+    fast = float(rate_function(method)(np.array([lam]), *args(method, eta, beta, beta2))[0])
     assert sym == pytest.approx(fast, abs=1e-6)
 
 
@@ -74,7 +108,7 @@ def test_rate_equals_decay_of_iterated_recurrence(cfg):
     eta = 2.5 * x / lam
     rho = companion_radius(method, lam, eta, beta, beta2)
     assume(0.3 < rho < 1.2)
-    fast = float(rate_function(method)(np.array([lam]), eta, beta, beta2)[0])
+    fast = float(rate_function(method)(np.array([lam]), *args(method, eta, beta, beta2))[0])
     # a 1000-step average of log-growth: mode mixing and t^q factors cost < 1e-2
     assert iterated_rate(method, lam, eta, beta, beta2) == pytest.approx(fast, abs=1e-2)
 
@@ -86,7 +120,7 @@ def test_jury_stability_matches_blow_up(cfg):
     rho = companion_radius(method, lam, eta, beta, beta2)
     assume(abs(rho - 1) > 0.02)
     cond = jury_conditions(rate_polynomial(method))
-    stable = bool(sp.lambdify(RATE_ARGS, cond, "numpy")(lam, eta, beta, beta2))
+    stable = bool(lambdified(method, cond)(lam, *args(method, eta, beta, beta2)))
     grows = iterated_rate(method, lam, eta, beta, beta2, steps=600) > 1
     assert stable == (not grows) == (rho < 1)
 
@@ -95,7 +129,8 @@ def test_jury_stability_matches_blow_up(cfg):
 def test_scaling_eigenvalue_equals_scaling_lr(lam, c, eta):
     for method in METHODS:
         f = rate_function(method)
-        assert f(np.array([c * lam]), eta, 0.5, 0.1)[0] == pytest.approx(f(np.array([lam]), c * eta, 0.5, 0.1)[0])
+        assert f(np.array([c * lam]), *args(method, eta, 0.5, 0.1))[0] == pytest.approx(
+            f(np.array([lam]), *args(method, c * eta, 0.5, 0.1))[0])
 
 
 def test_known_closed_forms():
@@ -111,9 +146,9 @@ def test_known_closed_forms():
 
 def test_hb_jury_region_matches_theory():
     cond = jury_conditions(rate_polynomial("hb"))
-    f = sp.lambdify(RATE_ARGS, cond, "numpy")
+    f = lambdified("hb", cond)
     for lam, eta, beta in [(1, 2.9, 0.5), (1, 3.1, 0.5), (2, 0.5, 0.99)]:
-        assert bool(f(lam, eta, beta, 0)) == (eta * lam < 2 * (1 + beta))
+        assert bool(f(lam, eta, beta)) == (eta * lam < 2 * (1 + beta))
 
 
 @pytest.mark.parametrize("bad", [[], [0.0], [-1.0], [np.nan], [np.inf], "abc"])
@@ -123,7 +158,7 @@ def test_bad_eigenvalues_raise(bad):
 
 
 def test_bad_hyper_raise():
-    with pytest.raises(NtkodeError, match="--momentum"):
+    with pytest.raises(NtkodeError, match="needs momentum"):
         spectral_radius("hb", [1.0], lr=0.1)
     with pytest.raises(NtkodeError):
         spectral_radius("hb", [1.0], lr=0.1, momentum=1.0)

@@ -5,9 +5,10 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 from scipy.signal import argrelmax
 
-from ntkode.theory import METHODS, NtkodeError, nag_discrete_prediction, nag_envelope, nag_ode_dsolve, nag_ode_solution
-from ntkode.theory.nesterov import e0, nag_ode
-from ntkode.theory.symbols import lam, r, t
+from ntkode.symbols import lam, t
+from ntkode.theory import (NtkodeError, iterate, nag_discrete_prediction, nag_envelope, nag_ode_dsolve,
+                           nag_ode_solution)
+from ntkode.theory.nesterov import e0, nag_ode, r
 
 
 @pytest.mark.parametrize("r_val", [3, 4, sp.Rational(11, 2)])
@@ -42,14 +43,8 @@ def test_envelope_bounds_solution_and_decays_like_t_power_r_over_2():
 
 
 def _iterate_nag(lam_, lr, r_val, steps):
-    """Scalar discrete nag from W_{-1} = W_0 = 1, by the declared coefficients a_j(k), c_j(k)."""
-    m, x = METHODS["nag"], [1.0, 1.0]
-    out = [1.0]
-    for k in range(1, steps + 1):
-        a, c = m.coefficients(k, r=r_val)
-        x = [sum((float(aj) - lr * lam_ * float(cj)) * xj for aj, cj, xj in zip(a, c, x)), x[0]]
-        out.append(x[0])
-    return np.array(out)
+    """Scalar discrete nag from W_{-1} = W_0 = 1: the declared step iterated on the quadratic lam e^2/2."""
+    return iterate("nag", [[lam_]], [1.0], steps, lr=lr, r=r_val)[0][:, 0]
 
 
 def test_discrete_nag_follows_bessel_envelope_times_linear_factor():

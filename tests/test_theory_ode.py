@@ -9,7 +9,12 @@ from scipy.linalg import expm
 
 from ntkode.theory import derive_ode, ode_rate, optimal, spectral_radius
 from ntkode.theory.ode import expansion, ode_coefficients, ode_polynomial
-from ntkode.theory.symbols import BY_NAME, beta2, gamma, h, lam, r, s, t
+from ntkode.symbols import h, lam, s, t
+from ntkode.theory.ode import optimal_damping
+
+gamma, r = sp.symbols("gamma r", positive=True)
+beta2 = sp.Symbol("beta2", real=True)
+BY_NAME = {str(x): x for x in (gamma, r, beta2, h, lam, s, t)}
 
 
 @pytest.mark.parametrize("method, expected", [
@@ -54,7 +59,8 @@ def _companion(method, lam_, resolution="low", **vals):
 @given(st.sampled_from(["gd", "hb", "nag-sc", "mom2"]), st.floats(0.05, 5), st.floats(0.0, 4),
        st.floats(0.0, 0.9), st.sampled_from(["low", "high"]), st.floats(1e-4, 1e-1))
 def test_exponent_equals_expm_abscissa(method, lam_, damping, mom2, resolution, lr):
-    res = ode_rate(method, [lam_], resolution, damping=damping, momentum2=mom2, r=3, lr=lr)
+    kw = {"gd": {}, "mom2": {"damping": damping, "momentum2": mom2}}.get(method, {"damping": damping})
+    res = ode_rate(method, [lam_], resolution, **kw, **({"lr": lr} if resolution == "high" else {}))
     step = lr if method == "gd" else np.sqrt(lr)
     comp = _companion(method, lam_, resolution, damping=damping, momentum2=mom2, h=step if resolution == "high" else 0)
     T = min(200.0, 30.0 / max(res.exponent, 1e-3))  # exp(-alpha T) stays far above underflow
@@ -87,7 +93,7 @@ def test_nag_orders_and_exponents():
 def test_critical_damping_not_beaten_on_grid():
     eigs = np.geomspace(0.2, 3.0, 9)
     best = optimal("hb", eigs.min(), eigs.max(), ode=True)
-    assert best["damping"] == pytest.approx(2 * np.sqrt(0.2))
+    assert best["hyper"]["gamma"] == pytest.approx(2 * np.sqrt(0.2))
     assert best["exponent"] == pytest.approx(np.sqrt(0.2))
     for g in np.linspace(0.01, 4, 400):
         assert ode_rate("hb", eigs, damping=g).exponent <= best["exponent"] + 1e-9
@@ -95,6 +101,38 @@ def test_critical_damping_not_beaten_on_grid():
     for g in np.linspace(0.01, 4, 100):
         for b2 in (0.0, 0.3, 0.6):
             assert ode_rate("mom2", eigs, damping=g, momentum2=b2).exponent <= m2["exponent"] + 1e-9
+
+
+def _discrete_critical_damping(method, lam_, step):
+    """(1 - beta_c)/sqrt(eta) with beta_c in (0, 1) where the discrete polynomial at lam has a double root."""
+    from scipy.optimize import brentq
+    from ntkode.theory import METHODS
+    from ntkode.theory.discrete import rate_polynomial
+    m = METHODS[method]
+    z = sp.Symbol("z")
+    eta_sym, beta_sym = m.symbols
+    disc = sp.lambdify(beta_sym, sp.discriminant(rate_polynomial(method), z).subs({lam: lam_, eta_sym: step**2}))
+    beta_c = brentq(disc, 0.5, 1 - 1e-12, xtol=1e-15)
+    return (1 - beta_c) / step
+
+
+@pytest.mark.parametrize("method, high", [("hb", 2 * sp.sqrt(lam) - h * lam), ("nag-sc", 2 * sp.sqrt(lam) - 2 * h * lam)])
+def test_high_resolution_critical_damping_tracks_the_discrete_double_root(method, high):
+    """Low resolution: gamma* = 2 sqrt(lam), off the discrete critical damping by O(h); high resolution:
+    2 sqrt(lam) - h lam (HB, exactly the discrete beta = (1 - sqrt(eta lam))^2) and 2 sqrt(lam) - 2 h lam
+    (NAG-SC, whose gradient correction adds h lam to the damping), off by O(h^2) (docs/theory.md#ode)."""
+    gam, _ = optimal_damping(method, "high")
+    assert sp.simplify(gam - high) == 0
+    assert optimal_damping(method, "low")[0] == 2 * sp.sqrt(lam)
+    lam_ = 0.7
+    errors = {}
+    for step in (0.04, 0.02):
+        exact = _discrete_critical_damping(method, lam_, step)
+        errors[step] = (abs(float(gam.subs({h: step, lam: lam_})) - exact), abs(2 * np.sqrt(lam_) - exact))
+    high_ratio = errors[0.04][0] / max(errors[0.02][0], 1e-15)
+    low_ratio = errors[0.04][1] / errors[0.02][1]
+    assert low_ratio == pytest.approx(2, rel=0.1)  # first order
+    assert errors[0.04][0] < 1e-12 if method == "hb" else high_ratio == pytest.approx(4, rel=0.15)  # second order
 
 
 def test_damping_regimes_and_json():

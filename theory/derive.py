@@ -7,13 +7,14 @@ from functools import lru_cache
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from .discrete import closed_form_rate, jury_conditions, rate_polynomial
+from ntkode.declaration import Method
+from ntkode.symbols import k, s, z
+
+from .discrete import closed_form_roots, closed_form_rate, jury_conditions, rate_polynomial
 from .methods import get_method
 from .nesterov import nag_ode_dsolve
-from .ode import (asymptotic_coefficients, check_resolution, damping_regimes, decay_exponent, expansion,
+from .ode import (_scaled, asymptotic_coefficients, check_resolution, damping_regimes, decay_exponent, expansion,
                   ode_equation, ode_polynomial, optimal_damping, step_of_eta)
-from .optimal import CLOSED_FORMS
-from .symbols import k, s, z
 
 
 class _ParseablePrinter(StrPrinter):
@@ -45,25 +46,29 @@ def _json_value(value, parseable: bool):
 
 @dataclass(frozen=True)
 class Derivation:
-    """Discrete analysis of one method (THEORY.md section 2).
+    """Discrete analysis of one method (docs/theory.md#discrete, #state-space).
 
-    polynomial: p(z) (time-varying for nag); rate_polynomial: the one the rate uses
-    (lim_{k->inf} p for nag); roots: its roots in closed form; stability: Jury conditions;
-    rate: max |root| in closed form; optimal: closed-form optimum in lam_0, lam_max.
+    transition: T(lam), one step in error coordinates; polynomial: p(z), det(zI - T) reduced to the
+    modes that reach W (time-varying for nag); rate_polynomial: the one the rate uses (lim_{k->inf} p
+    for nag); roots: its roots in closed form ([] when sympy finds none: numeric only); stability:
+    Jury conditions; rate: max |root| in closed form; optimal: the declared closed-form optimum in
+    lam_0, lam_max; tunings: the declared named tunings.
     """
 
     method: str
+    transition: sp.Matrix
     polynomial: sp.Expr
     rate_polynomial: sp.Expr
     roots: list
     stability: sp.Boolean
     rate: sp.Expr
     optimal: dict = field(default_factory=dict)
+    tunings: dict = field(default_factory=dict)
     notes: str = ""
 
     def latex(self) -> str:
-        """One LaTeX line per result: p(z), roots, stability, rate, optimum."""
-        lines = [f"p(z) = {sp.latex(self.polynomial)}"]
+        """One LaTeX line per result: T(lam), p(z), roots, stability, rate, optimum."""
+        lines = [f"T(\\lambda) = {sp.latex(self.transition)}", f"p(z) = {sp.latex(self.polynomial)}"]
         if self.rate_polynomial != self.polynomial:
             lines.append(f"\\lim_{{k\\to\\infty}} p(z) = {sp.latex(self.rate_polynomial)}")
         lines += [f"z_{{{i + 1}}} = {sp.latex(root)}" for i, root in enumerate(self.roots)]
@@ -74,10 +79,10 @@ class Derivation:
 
     def to_json(self, parseable: bool = True) -> dict:
         """Every field as JSON; expressions as strings (`to_string`)."""
-        return _json_value({"method": self.method, "polynomial": self.polynomial,
-                            "rate_polynomial": self.rate_polynomial, "roots": self.roots,
-                            "stability": self.stability, "rate": self.rate, "optimal": self.optimal,
-                            "notes": self.notes}, parseable)
+        return _json_value({"method": self.method, "transition": self.transition.tolist(),
+                            "polynomial": self.polynomial, "rate_polynomial": self.rate_polynomial,
+                            "roots": self.roots, "stability": self.stability, "rate": self.rate,
+                            "optimal": self.optimal, "tunings": self.tunings, "notes": self.notes}, parseable)
 
 
 @dataclass(frozen=True)
@@ -124,39 +129,47 @@ class OdeDerivation:
                             "optimal_damping": self.optimal_damping, "solution": self.solution}, parseable)
 
 
+def derive(method) -> Derivation:
+    """Transition matrix, reduced characteristic polynomial, roots, Jury stability, closed-form rate and optimum."""
+    return _derive(get_method(method))
+
+
 @lru_cache(maxsize=None)
-def derive(method: str) -> Derivation:
-    """Characteristic polynomial, roots, Jury stability, closed-form rate and optimum."""
-    m = get_method(method)
+def _derive(m: Method) -> Derivation:
     poly = m.char_poly()
-    limit = rate_polynomial(method)
-    roots = sp.roots(sp.Poly(limit, z), cubics=True, multiple=True)
+    limit = rate_polynomial(m)
     notes = m.notes
-    if poly.has(k):
-        notes = "time-varying: the rate is that of lim_{k->inf} p(z) (beta_k -> 1): sqrt(1 - eta lam) for 0 < eta lam <= 1"
-    return Derivation(method, poly, limit, roots, jury_conditions(limit), closed_form_rate(limit),
-                      dict(CLOSED_FORMS.get(method, {})), notes)
+    if poly.has(k) and not notes:
+        notes = "time-varying: the rate is that of lim_{k->inf} p(z)"
+    roots = closed_form_roots(limit)
+    if not roots:
+        notes = (notes + "; " if notes else "") + f"no closed-form roots at degree {m.degree}: numeric only"
+    return Derivation(m.name, m.transition, poly, limit, roots, jury_conditions(limit), closed_form_rate(limit),
+                      dict(m.optimum), {n: dict(v) for n, v in m.tunings.items()}, notes)
 
 
-@lru_cache(maxsize=None)
-def derive_ode(method: str, resolution: str = "low") -> OdeDerivation:
+def derive_ode(method, resolution: str = "low") -> OdeDerivation:
     """Limiting ODE by z = exp(s h) expansion, its roots, exponent, order and damping regimes."""
     check_resolution(resolution)
-    m = get_method(method)
-    order_h, p0, p1 = expansion(method)
-    poly = ode_polynomial(method, resolution)
+    return _derive_ode(_scaled(method), resolution)
+
+
+@lru_cache(maxsize=None)
+def _derive_ode(m: Method, resolution: str) -> OdeDerivation:
+    order_h, p0, p1 = expansion(m)
+    poly = ode_polynomial(m, resolution)
     roots = sp.roots(sp.Poly(poly, s), multiple=True)
-    _, first = asymptotic_coefficients(method, resolution)
+    _, first = asymptotic_coefficients(m, resolution)
     order = sp.factor(first[-1] / 2) if len(first) == 2 else sp.Integer(0)
-    time = f"h = {step_of_eta(method)}, t = k h, " + ", ".join(f"{a} = {b}" for a, b in m.ode_scaling.items())
+    time = f"h = {step_of_eta(m)}, t = {m.ode.time}, " + ", ".join(f"{a} = {b}" for a, b in m.ode.mapping().items())
     shown = p0 if resolution == "low" else p0 + sp.Symbol("h") * p1
-    optimum = optimal_damping(method)
+    optimum = optimal_damping(m, resolution)
+    solution = nag_ode_dsolve() if m.name == "nag" and m.source == "built-in" and resolution == "low" else None
     return OdeDerivation(
-        method, resolution, time, sp.Symbol("h") ** order_h * shown, poly, roots,
-        decay_exponent(method, resolution), order, ode_equation(method, resolution),
-        damping_regimes(method) if resolution == "low" else None,
-        {"damping": optimum[0], "exponent": optimum[1]} if optimum else None,
-        nag_ode_dsolve() if method == "nag" and resolution == "low" else None,
+        m.name, resolution, time, sp.Symbol("h") ** order_h * shown, poly, roots,
+        decay_exponent(m, resolution), order, ode_equation(m, resolution),
+        damping_regimes(m) if resolution == "low" else None,
+        {"damping": optimum[0], "exponent": optimum[1]} if optimum else None, solution,
     )
 
 

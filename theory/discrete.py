@@ -1,10 +1,11 @@
-"""Discrete rates: characteristic roots, Jury stability and the spectral radius.
+"""Discrete rates: characteristic roots, Jury stability and the spectral radius, for any declared method.
 
-Every quantity comes from `Method.char_poly()`: for a method with memory q,
-p(z) = z^q + c_{q-1} z^(q-1) + ... + c_0 per eigenvalue lam (THEORY.md section 2).
-The rate is rho = max over eigenvalues of max |root of p|. For `nag` (time-varying
-beta_k = (k-1)/(k+r-1)) the per-step rate is that of lim_{k->inf} p, i.e. beta_k -> 1
-(THEORY.md section 4).
+Every quantity comes from `Method.char_poly()`, the reduced det(zI - T(lam)) of degree q:
+p(z) = z^q + c_{q-1} z^(q-1) + ... + c_0 per eigenvalue lam (docs/theory.md#discrete). The rate is
+rho = max over eigenvalues of max |root of p|. For a time-varying method (a coefficient depends on
+the step k, as Nesterov's beta_k = (k-1)/(k+r-1)) the per-step rate is that of lim_{k->inf} p
+(docs/theory.md#nesterov). Compiled functions take (lam, *hyper) with the hyper-parameters in their
+declared order (`Method.hyper_names`).
 """
 from __future__ import annotations
 
@@ -17,22 +18,28 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
+from ntkode.declaration import Method
 from ntkode.errors import NtkodeError
-from .methods import get_method
-from .symbols import beta, beta2, eta, k, lam, z
+from ntkode.symbols import k, lam, z
 
-#: arguments of every compiled function, in this order
-RATE_ARGS = (lam, eta, beta, beta2)
+from .methods import get_method
+
+#: largest degree with a closed-form numeric root kernel; higher degrees use companion eigenvalues
+CLOSED_KERNEL_DEGREE = 3
+
+
+def rate_polynomial(method) -> sp.Expr:
+    """p(z) with time-varying coefficients replaced by their k -> infinity limit."""
+    return _rate_polynomial(get_method(method))
 
 
 @lru_cache(maxsize=None)
-def rate_polynomial(method: str) -> sp.Expr:
-    """p(z) with time-varying coefficients replaced by their k -> infinity limit."""
-    poly = get_method(method).char_poly()
+def _rate_polynomial(m: Method) -> sp.Expr:
+    poly = m.char_poly()
     if not poly.has(k):
         return poly
     coeffs = sp.Poly(poly, z).all_coeffs()
-    limits = [sp.limit(c, k, sp.oo) for c in coeffs]
+    limits = [sp.factor(sp.limit(c, k, sp.oo)) for c in coeffs]
     return sum(c * z**i for i, c in enumerate(reversed(limits)))
 
 
@@ -78,7 +85,15 @@ def closed_form_rate(poly: sp.Expr, var: sp.Symbol = z) -> sp.Expr:
         c, b = coeffs
         disc = sp.factor(b**2 - 4 * c)
         return sp.Piecewise((sp.sqrt(c), disc < 0), ((sp.Abs(b) + sp.sqrt(disc)) / 2, True))
-    return sp.Max(*[sp.Abs(root) for root in sp.roots(sp.Poly(poly, var), cubics=True, multiple=True)])
+    roots = closed_form_roots(poly, var)
+    return sp.Max(*[sp.Abs(root) for root in roots]) if roots else sp.nan
+
+
+def closed_form_roots(poly: sp.Expr, var: sp.Symbol = z) -> list:
+    """The roots of `poly` in closed form (with multiplicity), or [] when sympy finds no complete set."""
+    p = sp.Poly(poly, var)
+    roots = sp.roots(p, cubics=True, quartics=p.degree() <= 4, multiple=True) if p.degree() <= 4 else []
+    return roots if len(roots) == p.degree() else []
 
 
 # -- numeric root kernels, generic in the array module xp (numpy or cupy) --------
@@ -117,15 +132,32 @@ def _cubic_roots(xp: ModuleType, a2, a1, a0):
     return xp.concatenate([x.astype(complex)[..., None], quad], axis=-1)
 
 
+def companion_roots(xp: ModuleType, coeffs: list) -> object:
+    """Roots (..., q) of the monic z^q + sum c_i z^i as the eigenvalues of its batched companion matrix
+    (any degree; on the host, since a general eigensolver is a LAPACK routine)."""
+    host = [np.asarray(c.get() if hasattr(c, "get") else c, dtype=float) for c in coeffs]
+    q = len(host)
+    shape = np.broadcast_shapes(*[c.shape for c in host])
+    comp = np.zeros(shape + (q, q))
+    comp[..., 1:, :-1] = np.eye(q - 1)
+    for i, c in enumerate(host):
+        comp[..., i, -1] = -c
+    finite = np.all(np.isfinite(comp), axis=(-2, -1))
+    roots = np.full(shape + (q,), np.nan, dtype=complex)
+    roots[finite] = np.linalg.eigvals(comp[finite])
+    return xp.asarray(roots)
+
+
 def poly_roots(xp: ModuleType, coeffs: list) -> object:
-    """Roots (..., q) of the monic z^q + sum c_i z^i, coeffs = [c_0, ..., c_{q-1}] arrays."""
+    """Roots (..., q) of the monic z^q + sum c_i z^i, coeffs = [c_0, ..., c_{q-1}] arrays: closed-form
+    kernels up to degree 3, companion eigenvalues above."""
     if len(coeffs) == 1:
         return (-coeffs[0]).astype(complex)[..., None]
     if len(coeffs) == 2:
         return _quadratic_roots(xp, coeffs[1], coeffs[0])
     if len(coeffs) == 3:
         return _cubic_roots(xp, coeffs[2], coeffs[1], coeffs[0])
-    raise NtkodeError(f"no numeric root kernel for degree {len(coeffs)}")
+    return companion_roots(xp, coeffs)
 
 
 def _quadratic_radius(xp: ModuleType, b, c):
@@ -135,8 +167,8 @@ def _quadratic_radius(xp: ModuleType, b, c):
 
 
 @lru_cache(maxsize=None)
-def _coefficient_function(method: str, xp_name: str, var: sp.Symbol = z) -> Callable:
-    return sp.lambdify(RATE_ARGS, monic_coefficients(rate_polynomial(method), var), modules=xp_name)
+def _coefficient_function(m: Method, xp_name: str) -> Callable:
+    return sp.lambdify((lam, *m.symbols), monic_coefficients(_rate_polynomial(m)), modules=xp_name)
 
 
 def _broadcast(xp: ModuleType, values: list, *args) -> list:
@@ -144,29 +176,47 @@ def _broadcast(xp: ModuleType, values: list, *args) -> list:
     return [xp.broadcast_to(xp.asarray(v, dtype=xp.float64), shape) for v in values]
 
 
-def roots_function(method: str, xp: ModuleType = np) -> Callable:
-    """Compiled (lam, eta, beta, beta2) -> complex roots (..., q) of the rate polynomial."""
-    coefficient_fn = _coefficient_function(method, xp.__name__)
+def _coefficients(m: Method, xp: ModuleType) -> Callable:
+    """(lam, *hyper) -> [c_0, ..., c_{q-1}] broadcast arrays, checking the argument count."""
+    fn = _coefficient_function(m, xp.__name__)
+    names = m.hyper_names
 
-    def roots(lam_, eta_, beta_=0.0, beta2_=0.0):
-        coeffs = _broadcast(xp, coefficient_fn(lam_, eta_, beta_, beta2_), lam_, eta_, beta_, beta2_)
-        return poly_roots(xp, coeffs)
+    def coefficients(lam_, *hyper):
+        if len(hyper) != len(names):
+            raise NtkodeError(f"method {m.name!r} takes (lam, {', '.join(names)}); got {len(hyper)} hyper-parameters")
+        return _broadcast(xp, fn(lam_, *hyper), lam_, *hyper)
 
-    return roots
+    return coefficients
 
 
-def rate_function(method: str, xp: ModuleType = np) -> Callable:
-    """Compiled, vectorised spectral radius per eigenvalue: (lam, eta, beta, beta2) -> max |root|.
+def roots_function(method, xp: ModuleType = np) -> Callable:
+    """Compiled (lam, *hyper) -> complex roots (..., q) of the rate polynomial (hyper in declared order)."""
+    return _roots_function(get_method(method), xp)
 
-    Degree 2 (hb, nag-sc, nag): real closed form of `closed_form_rate`; degree 1:
-    |c_0|; degree 3 (mom2): real root + deflation (`poly_roots`), not Cardano's
-    complex form, whose cube-root branches lose accuracy near repeated roots.
+
+@lru_cache(maxsize=None)
+def _roots_function(m: Method, xp: ModuleType) -> Callable:
+    coefficients = _coefficients(m, xp)
+    return lambda lam_, *hyper: poly_roots(xp, coefficients(lam_, *hyper))
+
+
+def rate_function(method, xp: ModuleType = np) -> Callable:
+    """Compiled, vectorised spectral radius per eigenvalue: (lam, *hyper) -> max |root| (declared order).
+
+    Degree 1: |c_0|; degree 2: the real closed form of `closed_form_rate`; degree 3: real root +
+    deflation (`poly_roots`), not Cardano's complex form, whose cube-root branches lose accuracy near
+    repeated roots; degree >= 4: batched companion eigenvalues.
     """
-    coefficient_fn = _coefficient_function(method, xp.__name__)
-    degree = sp.degree(rate_polynomial(method), z)
+    return _rate_function(get_method(method), xp)
 
-    def rate(lam_, eta_, beta_=0.0, beta2_=0.0):
-        coeffs = _broadcast(xp, coefficient_fn(lam_, eta_, beta_, beta2_), lam_, eta_, beta_, beta2_)
+
+@lru_cache(maxsize=None)
+def _rate_function(m: Method, xp: ModuleType) -> Callable:
+    coefficients = _coefficients(m, xp)
+    degree = sp.degree(_rate_polynomial(m), z)
+
+    def rate(lam_, *hyper):
+        coeffs = coefficients(lam_, *hyper)
         if degree == 1:
             return xp.abs(coeffs[0])
         if degree == 2:
@@ -204,21 +254,32 @@ def check_eigs(eigs: ArrayLike) -> np.ndarray:
     return arr
 
 
-def hyper_args(values: dict) -> tuple[float, float, float]:
-    """(eta, beta, beta2) from validated hyper-parameters (absent ones are 0: unused)."""
-    return tuple(float(values.get(n, 0.0)) for n in ("lr", "momentum", "momentum2"))
+def scalar_hyper(m: Method, hyper: dict) -> dict[str, float]:
+    """The method's hyper-parameters (names or aliases) checked against their domains, as floats by
+    declared name; NtkodeError for an unknown, missing, out-of-domain or non-scalar value."""
+    values = m.check_hyper(hyper)
+    for name, value in values.items():
+        if np.ndim(value) != 0:
+            label = m.find_hyper(name).label
+            raise NtkodeError(f"{label} must be a single number here; got an array of shape {np.shape(value)} "
+                              "(rate_function evaluates arrays)", param=f"hyper:{label}")
+    return {name: float(values[name]) for name in m.hyper_names}
 
 
-def spectral_radius(method: str, eigs: ArrayLike, **hyper: float) -> RateResult:
-    """rho = max over eigs of max |root of p(z)| (nag: of lim_{k->inf} p, per-step factor)."""
+def spectral_radius(method, eigs: ArrayLike, **hyper: float) -> RateResult:
+    """rho = max over eigs of max |root of p(z)| (time-varying methods: of lim_{k->inf} p, per step).
+
+    `method`: a built-in name, a .toml path or a Method; `hyper`: its hyper-parameters by declared name
+    or alias (lr, momentum, momentum2 for the built-ins).
+    """
     m = get_method(method)
     lam_ = check_eigs(eigs)
-    values = {n: float(v) for n, v in m.check_hyper(**hyper).items()}
-    args = hyper_args(values)
+    values = scalar_hyper(m, hyper)
+    args = [values[n] for n in m.hyper_names]
     with np.errstate(all="ignore"):  # overflow shows up as non-finite radii, refused below
-        roots = np.asarray(roots_function(method)(lam_, *args))
-        radius = np.asarray(rate_function(method)(lam_, *args), dtype=float)
+        roots = np.asarray(roots_function(m)(lam_, *args))
+        radius = np.asarray(rate_function(m)(lam_, *args), dtype=float)
     if not np.all(np.isfinite(radius)):
-        raise NtkodeError(f"non-finite rate for {method} with {values}; check the hyper-parameters")
+        raise NtkodeError(f"non-finite rate for {m.name} with {values}; check the hyper-parameters")
     i = int(np.argmax(radius))
-    return RateResult(method, float(radius[i]), radius, roots, bool(radius[i] < 1), float(lam_[i]), lam_, values)
+    return RateResult(m.name, float(radius[i]), radius, roots, bool(radius[i] < 1), float(lam_[i]), lam_, values)

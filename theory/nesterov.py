@@ -3,7 +3,7 @@
 Low-resolution ODE (t = k sqrt(eta)): e'' + (r/t) e' + lam e = 0, e(0) = e0, e'(0) = 0.
 With nu = (r-1)/2 and e = t^(-nu) u, u solves Bessel's equation of order nu; the
 solution regular at t = 0 is e(t) = e0 Gamma(nu+1) (2/(sqrt(lam) t))^nu J_nu(sqrt(lam) t)
-(THEORY.md section 4). Its envelope decays like t^(-r/2). The discrete method with a
+(docs/theory.md#nesterov). Its envelope decays like t^(-r/2). The discrete method with a
 fixed eta instead follows that solution times (1 - eta lam)^(k/2) for 0 < eta lam < 1.
 """
 from __future__ import annotations
@@ -16,9 +16,11 @@ import scipy.special as sc
 import sympy as sp
 from numpy.typing import ArrayLike
 
+from ntkode.declaration import builtin
 from ntkode.errors import NtkodeError
-from .methods import HYPERS
-from .symbols import lam, r, t
+from ntkode.symbols import lam, t
+
+r = sp.Symbol("r", positive=True)
 
 e0 = sp.Symbol("e0")
 nu = sp.Symbol("nu", positive=True)
@@ -50,6 +52,11 @@ def nag_ode_dsolve() -> sp.Expr:
     return sp.powsimp((e0 * regular / at_zero).subs(c1, 1).subs(nu, (r - 1) / 2))
 
 
+def _hyper(name: str):
+    """nag's declared hyper-parameter `name` (r, or lr for its step size), with its domain."""
+    return builtin("nag").find_hyper(name)
+
+
 def _check_positive(name: str, value: ArrayLike) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
@@ -61,7 +68,7 @@ def _bessel_form(t_: ArrayLike, lam_: ArrayLike, r_: ArrayLike,
                  part: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Gamma(nu+1) (2/x)^nu part(nu, x) with x = sqrt(lam) t, nu = (r-1)/2; 1 at x = 0."""
     ll = _check_positive("lam", lam_)
-    nu = (HYPERS["r"].check(r_) - 1) / 2
+    nu = (_hyper("r").check(r_) - 1) / 2
     x = np.sqrt(ll) * np.asarray(t_, dtype=float)
     safe = np.where(x == 0, 1.0, x)
     with np.errstate(over="ignore"):
@@ -87,8 +94,8 @@ def nag_discrete_prediction(steps: int | ArrayLike, lam_: ArrayLike, lr: float, 
     Shape (len(lam), len(k)) for an array of eigenvalues, (len(k),) for a scalar.
     With envelope=True the ODE solution is replaced by `nag_envelope`. Needs 0 < eta lam < 1.
     """
-    eta_ = float(HYPERS["lr"].check(lr))
-    HYPERS["r"].check(r_)
+    eta_ = float(_hyper("lr").check(lr))
+    _hyper("r").check(r_)
     ks = np.arange(int(steps) + 1) if np.ndim(steps) == 0 else np.asarray(steps, dtype=float)
     ll = _check_positive("lam", lam_)
     if np.any(eta_ * ll >= 1):

@@ -1,6 +1,6 @@
 """Limiting ODEs: z = exp(s h) in the characteristic polynomial, expanded in h.
 
-Recipe (THEORY.md section 3): substitute `Method.ode_scaling` (GD: eta = h, t = k eta;
+Recipe (docs/theory.md#ode): substitute the declaration's [ode] scaling (GD: eta = h, t = k eta;
 momentum: eta = h^2, beta = 1 - gamma h, t = k h), centre the stencil on its middle
 iterate (multiply p by z^(-q/2)) so that X(t) is W at t = k h, put z = exp(s h) and
 expand in h. The leading non-zero coefficient P0(s) is the low-resolution ODE,
@@ -17,10 +17,12 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
-from .discrete import RATE_ARGS, check_eigs, poly_roots
+from ntkode.declaration import Hyper, Method
 from ntkode.errors import NtkodeError
-from .methods import HYPERS, get_method
-from .symbols import beta, beta2, eta, gamma, h, lam, r, s, t, z
+from ntkode.symbols import h, lam, s, t, z
+
+from .discrete import check_eigs, poly_roots
+from .methods import get_method
 
 RESOLUTIONS = ("low", "high")
 
@@ -31,12 +33,24 @@ def check_resolution(resolution: str) -> None:
         raise NtkodeError(f"resolution must be one of {', '.join(RESOLUTIONS)}; got {resolution!r}")
 
 
-@lru_cache(maxsize=None)
-def expansion(method: str) -> tuple[int, sp.Expr, sp.Expr]:
-    """(m, P0, P1): p(exp(s h)) z^(-q/2) = h^m (P0(s, t) + h P1(s, t) + O(h^2))."""
+def _scaled(method) -> Method:
+    """The Method, or NtkodeError when its declaration has no [ode] scaling."""
     m = get_method(method)
-    centred = m.char_poly() * z ** (-sp.Rational(m.memory, 2))
-    scaled = centred.subs(m.ode_scaling, simultaneous=True).subs(t, t + sp.Rational(m.memory, 2) * h)
+    if m.ode is None:
+        raise NtkodeError(f"method {m.name!r} declares no [ode] scaling, so it has no ODE limit")
+    return m
+
+
+def expansion(method) -> tuple[int, sp.Expr, sp.Expr]:
+    """(m, P0, P1): p(exp(s h)) z^(-q/2) = h^m (P0(s, t) + h P1(s, t) + O(h^2))."""
+    return _expansion(_scaled(method))
+
+
+@lru_cache(maxsize=None)
+def _expansion(m: Method) -> tuple[int, sp.Expr, sp.Expr]:
+    q = m.degree
+    centred = m.char_poly() * z ** (-sp.Rational(q, 2))
+    scaled = centred.subs(m.ode.mapping(), simultaneous=True).subs(t, t + sp.Rational(q, 2) * h)
     series = sp.expand(sp.series(scaled.subs(z, sp.exp(s * h)), h, 0, 5).removeO())
     coeffs = sp.Poly(series, h).all_coeffs()[::-1]
     order = next(i for i, c in enumerate(coeffs) if sp.simplify(c) != 0)
@@ -59,11 +73,15 @@ def _reduce(derivative: int, low: list[sp.Expr]) -> list[sp.Expr]:
     return u
 
 
-@lru_cache(maxsize=None)
-def ode_coefficients(method: str, resolution: str = "low") -> tuple[sp.Expr, ...]:
+def ode_coefficients(method, resolution: str = "low") -> tuple[sp.Expr, ...]:
     """[a_0, ..., a_{d-1}] of the monic ODE X^(d) + sum a_i(t) X^(i) = 0 (h = ODE step)."""
     check_resolution(resolution)
-    _, p0, p1 = expansion(method)
+    return _ode_coefficients(_scaled(method), resolution)
+
+
+@lru_cache(maxsize=None)
+def _ode_coefficients(m: Method, resolution: str) -> tuple[sp.Expr, ...]:
+    _, p0, p1 = _expansion(m)
     poly0 = sp.Poly(p0, s)
     lead = poly0.LC()
     low = [sp.factor(c / lead) for c in poly0.all_coeffs()[:0:-1]]
@@ -90,27 +108,46 @@ def ode_equation(method: str, resolution: str = "low") -> sp.Eq:
     return sp.Eq(lhs, 0)
 
 
-def step_of_eta(method: str) -> sp.Expr:
-    """h as a function of eta: the inverse of `ode_scaling[eta]` (eta for GD, sqrt(eta) else)."""
-    return sp.solve(sp.Eq(get_method(method).ode_scaling[eta], eta), h)[0]
+def step_of_eta(method) -> sp.Expr:
+    """h as a function of the step-size hyper-parameter (eta for GD, sqrt(eta) for HB, alpha gamma for QHM):
+    the positive inverse of its [ode] substitution."""
+    m = _scaled(method)
+    sym = m.ode.step_hyper
+    roots = [r for r in sp.solve(sp.Eq(dict(m.ode.substitutions)[sym], sym), h) if r.is_positive is not False]
+    return roots[0]
+
+
+def asymptotic_coefficients(method, resolution: str = "low") -> tuple[tuple, tuple]:
+    """(a_i(inf), a_i1): a_i(t) = a_i(inf) + a_i1 / t + O(1/t^2) as t -> infinity."""
+    return _asymptotic(_scaled(method), resolution)
 
 
 @lru_cache(maxsize=None)
-def asymptotic_coefficients(method: str, resolution: str = "low") -> tuple[tuple, tuple]:
-    """(a_i(inf), a_i1): a_i(t) = a_i(inf) + a_i1 / t + O(1/t^2) as t -> infinity."""
-    a = ode_coefficients(method, resolution)
+def _asymptotic(m: Method, resolution: str) -> tuple[tuple, tuple]:
+    a = _ode_coefficients(m, resolution)
     inf = tuple(sp.limit(c, t, sp.oo) for c in a)
     first = tuple(sp.limit(t * (c - ci), t, sp.oo) for c, ci in zip(a, inf))
     return inf, first
 
 
-ODE_ARGS = (lam, gamma, beta2, r, h)
+def ode_hypers(method, resolution: str = "low") -> tuple[Hyper, ...]:
+    """The hyper-parameters the ODE depends on (declared order, then the [ode]'s new ones such as the
+    damping); at high resolution the step size too, since h is its function."""
+    m = _scaled(method)
+    free = set().union(*[c.free_symbols for c in _ode_coefficients(m, resolution)])
+    pool = m.hyper + m.ode.new
+    needed = [hp for hp in pool if hp.symbol in free]
+    if h in free:
+        step = step_of_eta(m).free_symbols
+        needed += [hp for hp in pool if hp.symbol in step]
+    return tuple(dict.fromkeys(needed))
 
 
 @lru_cache(maxsize=None)
-def _asymptotic_function(method: str, resolution: str):
-    inf, first = asymptotic_coefficients(method, resolution)
-    return sp.lambdify(ODE_ARGS, (list(inf), list(first)), modules="numpy")
+def _asymptotic_function(m: Method, resolution: str):
+    inf, first = _asymptotic(m, resolution)
+    symbols = [hp.symbol for hp in ode_hypers(m, resolution) if hp.symbol != m.ode.step_hyper]
+    return sp.lambdify((lam, *symbols, h), (list(inf), list(first)), modules="numpy"), symbols
 
 
 @dataclass(frozen=True)
@@ -148,22 +185,21 @@ def _dominant_correction(roots: np.ndarray, inf: list, first: list) -> tuple[np.
     return dom, sigma
 
 
-def ode_rate(method: str, eigs: ArrayLike, resolution: str = "low", **hyper: float) -> OdeRateResult:
-    """Decay exponent alpha = min_lam -max Re s(lam) and sublinear order of the limiting ODE."""
+def ode_rate(method, eigs: ArrayLike, resolution: str = "low", **hyper: float) -> OdeRateResult:
+    """Decay exponent alpha = min_lam -max Re s(lam) and sublinear order of the limiting ODE.
+
+    `hyper`: the ODE's hyper-parameters (`ode_hypers`) by name or alias, e.g. damping for hb,
+    r for nag; the high resolution also needs the step size (lr), which fixes h.
+    """
     check_resolution(resolution)
-    m = get_method(method)
+    m = _scaled(method)
     lam_ = check_eigs(eigs)
-    values = {n: float(v) for n, v in m.check_hyper(ode=True, **hyper).items()}
-    step = 0.0
-    if resolution == "high":
-        if hyper.get("lr") is None:
-            raise NtkodeError(f"the high-resolution ODE of {method!r} needs --lr (its step h)")
-        values["lr"] = float(HYPERS["lr"].check(hyper["lr"]))
-        step = float(step_of_eta(method).subs(eta, values["lr"]))
+    values = {n: float(v) for n, v in m.check_hyper(hyper, ode_hypers(m, resolution), ode=True).items()}
+    fn, symbols = _asymptotic_function(m, resolution)
+    by_symbol = {hp.symbol: values[hp.name] for hp in m.hyper + m.ode.new if hp.name in values}
+    step = float(step_of_eta(m).subs(by_symbol)) if resolution == "high" else 0.0
     with np.errstate(all="ignore"):  # overflow shows up as non-finite values, refused below
-        inf, first = _asymptotic_function(method, resolution)(
-            lam_, values.get("damping", 0.0), values.get("momentum2", 0.0), values.get("r", 0.0), step
-        )
+        inf, first = fn(lam_, *[by_symbol[sym] for sym in symbols], step)
         inf = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in inf]
         first = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in first]
         roots = np.asarray(poly_roots(np, inf))
@@ -171,23 +207,23 @@ def ode_rate(method: str, eigs: ArrayLike, resolution: str = "low", **hyper: flo
     per_lambda = -dom.real
     order_per = -sigma.real
     if not (np.all(np.isfinite(per_lambda)) and np.all(np.isfinite(order_per))):
-        raise NtkodeError(f"non-finite ODE rate for {method} with {values}; check the hyper-parameters")
+        raise NtkodeError(f"non-finite ODE rate for {m.name} with {values}; check the hyper-parameters")
     i = int(np.lexsort((order_per, np.round(per_lambda, 12)))[0])
     # an exponent within round-off of 0 is the exact 0 of a sublinear decay
     exponent = float(per_lambda[i]) if abs(per_lambda[i]) > 1e-13 else 0.0
-    return OdeRateResult(method, resolution, exponent, float(order_per[i]), per_lambda, order_per,
+    return OdeRateResult(m.name, resolution, exponent, float(order_per[i]), per_lambda, order_per,
                          roots, float(lam_[i]), lam_, values)
 
 
-def damping_discriminant(method: str) -> sp.Expr | None:
-    """Discriminant a_1^2 - 4 a_0 of a constant-coefficient 2nd-order low-resolution ODE."""
-    a = ode_coefficients(method, "low")
+def damping_discriminant(method, resolution: str = "low") -> sp.Expr | None:
+    """Discriminant a_1^2 - 4 a_0 of a constant-coefficient 2nd-order ODE (None otherwise)."""
+    a = ode_coefficients(method, resolution)
     if len(a) != 2 or any(c.has(t) for c in a):
         return None
     return sp.factor(a[1] ** 2 - 4 * a[0])
 
 
-def damping_regimes(method: str) -> dict[str, sp.Boolean] | None:
+def damping_regimes(method) -> dict[str, sp.Boolean] | None:
     """Under-, critically and over-damped regimes: the sign of the discriminant."""
     disc = damping_discriminant(method)
     if disc is None:
@@ -195,7 +231,7 @@ def damping_regimes(method: str) -> dict[str, sp.Boolean] | None:
     return {"underdamped": disc < 0, "critical": sp.Eq(disc, 0), "overdamped": disc > 0}
 
 
-def decay_exponent(method: str, resolution: str = "low") -> sp.Expr:
+def decay_exponent(method, resolution: str = "low") -> sp.Expr:
     """alpha(lam) = -Re of the slowest root of the t -> infinity polynomial (symbolic)."""
     a, _ = asymptotic_coefficients(method, resolution)
     if len(a) == 1:
@@ -203,19 +239,46 @@ def decay_exponent(method: str, resolution: str = "low") -> sp.Expr:
     return sp.simplify((a[1] - sp.re(sp.sqrt(a[1] ** 2 - 4 * a[0]))) / 2)
 
 
-@lru_cache(maxsize=None)
-def optimal_damping(method: str) -> tuple[sp.Expr, sp.Expr] | None:
-    """(gamma*, alpha*) in lam = lam_0: critical damping of the slowest mode, discriminant = 0."""
-    disc = damping_discriminant(method)
-    if disc is None or not disc.has(gamma):
+def damping_hyper(method) -> Hyper | None:
+    """The [ode]'s new hyper-parameter that the low-resolution discriminant depends on (the damping), if one."""
+    m = _scaled(method)
+    disc = damping_discriminant(m)
+    if disc is None:
         return None
-    gam = [g for g in sp.solve(sp.Eq(disc, 0), gamma) if g.is_positive is not False][0]
-    alpha = sp.factor(ode_coefficients(method, "low")[1].subs(gamma, gam) / 2)
-    return gam, alpha
+    found = [hp for hp in m.ode.new if disc.has(hp.symbol)]
+    return found[0] if len(found) == 1 else None
+
+
+def optimal_damping(method, resolution: str = "low") -> tuple[sp.Expr, sp.Expr] | None:
+    """(gamma*, alpha*) in lam = lam_0: critical damping of the slowest mode, discriminant = 0.
+
+    At high resolution the discriminant of the O(h)-corrected ODE is solved instead (for HB,
+    gamma^2 (1 + gamma h/2) = 4 lam up to O(h^2); docs/theory.md#ode), the root continuing 2 sqrt(lam).
+    """
+    check_resolution(resolution)
+    return _optimal_damping(_scaled(method), resolution)
+
+
+@lru_cache(maxsize=None)
+def _optimal_damping(m: Method, resolution: str) -> tuple[sp.Expr, sp.Expr] | None:
+    hp = damping_hyper(m)
+    disc = damping_discriminant(m, resolution)
+    if hp is None or disc is None:
+        return None
+    gam = hp.symbol
+    if resolution == "low":
+        root = [g for g in sp.solve(sp.Eq(disc, 0), gam) if g.is_positive is not False][0]
+    else:
+        low = _optimal_damping(m, "low")[0]
+        correction = sp.solve(sp.Eq(sp.diff(disc, h).subs(h, 0).subs(gam, low) + sp.Symbol("_g1")
+                                    * sp.diff(disc.subs(h, 0), gam).subs(gam, low), 0), sp.Symbol("_g1"))[0]
+        root = sp.factor(low + h * correction)
+    alpha = sp.factor(ode_coefficients(m, resolution)[1].subs(gam, root) / 2)
+    return root, alpha
 
 
 __all__ = [
-    "OdeRateResult", "RATE_ARGS", "asymptotic_coefficients", "damping_regimes", "decay_exponent",
+    "OdeRateResult", "asymptotic_coefficients", "damping_hyper", "ode_hypers", "damping_regimes", "decay_exponent",
     "expansion", "ode_coefficients", "ode_equation", "ode_polynomial", "ode_rate", "optimal_damping",
     "step_of_eta",
 ]

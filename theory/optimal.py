@@ -1,35 +1,37 @@
-"""Optimal hyper-parameters for a spectrum in [lam_0, lam_max].
+"""Optimal hyper-parameters for a spectrum in [lam_0, lam_max], for any declared method.
 
-Closed forms (THEORY.md section 2): GD eta = 2/(lam_0 + lam_max); heavy ball (Polyak)
-eta = 4/(sqrt(lam_max) + sqrt(lam_0))^2, beta = ((sqrt(kappa)-1)/(sqrt(kappa)+1))^2;
-NAG-SC's standard choice eta = 1/lam_max, beta = (sqrt(kappa)-1)/(sqrt(kappa)+1).
-`mom2` and `nag` (asymptotic factor, beta_k -> 1) have none: a Nelder-Mead search
-minimises the largest spectral radius on a dense geometric grid of [lam_0, lam_max].
-ODE (critical damping of the slowest mode): gamma = 2 sqrt(lam_0) for hb and nag-sc.
+The objective is the worst spectral radius max_{lam in [lam_0, lam_max]} rho(lam; hyper), on a dense
+geometric grid of the interval (docs/theory.md#discrete). Closed forms come from the declarations'
+[optimum] tables (GD: eta = 2/(lam_0 + lam_max); Polyak's heavy ball; NAG-SC's true minimiser
+eta = 4/(3 lam_max + lam_0), beta = (sqrt(3 kappa + 1) - 2)/(sqrt(3 kappa + 1) + 2), rate
+1 - 2/sqrt(3 kappa + 1), Lessard, Recht & Packard 2016); named tunings such as NAG-SC's "standard"
+(eta = 1/lam_max, beta = (sqrt(kappa) - 1)/(sqrt(kappa) + 1)) from [tuning.NAME] tables. Every other
+method is tuned numerically: Nelder-Mead from several starts, in coordinates that keep each
+hyper-parameter inside its declared domain. The tests check that the numeric tuner reproduces
+every closed form.
+ODE (critical damping of the slowest mode, `optimal_damping`): gamma = 2 sqrt(lam_0) for hb and nag-sc.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.optimize as so
 import sympy as sp
 
-from .discrete import rate_function
+from ntkode.declaration import Hyper, Method
 from ntkode.errors import NtkodeError
+from ntkode.symbols import lam, lam_0, lam_max
+
+from .discrete import rate_function, rate_polynomial
 from .methods import get_method
-from .ode import optimal_damping
-from .symbols import beta2, lam
+from .ode import _scaled, damping_hyper, decay_exponent, ode_hypers, optimal_damping
 
-LAM_0, LAM_MAX = sp.symbols("lam_0 lam_max", positive=True)
-kappa = LAM_MAX / LAM_0
-_q = (sp.sqrt(kappa) - 1) / (sp.sqrt(kappa) + 1)
-
-#: closed-form optima: hyper name -> expression in lam_0, lam_max, and the rate they give
-CLOSED_FORMS: dict[str, dict[str, sp.Expr]] = {
-    "gd": {"lr": 2 / (LAM_0 + LAM_MAX), "rate": (kappa - 1) / (kappa + 1)},
-    "hb": {"lr": 4 / (sp.sqrt(LAM_MAX) + sp.sqrt(LAM_0)) ** 2, "momentum": _q**2, "rate": _q},
-    "nag-sc": {"lr": 1 / LAM_MAX, "momentum": _q, "rate": 1 - 1 / sp.sqrt(kappa)},
-}
 GRID_POINTS = 65
+#: deterministic starting points of the numeric tuner
+STARTS = 12
+#: a rate above this is an unusable (unstable or non-finite) setting for the objective
+PENALTY = 1e3
 
 
 def spectrum_grid(lam_min: float, lam_max_: float, n: int = GRID_POINTS) -> np.ndarray:
@@ -38,66 +40,151 @@ def spectrum_grid(lam_min: float, lam_max_: float, n: int = GRID_POINTS) -> np.n
 
 
 def _check_interval(lam_min: float, lam_max_: float) -> tuple[float, float]:
-    lo, hi = float(lam_min), float(lam_max_)
+    try:
+        lo, hi = float(lam_min), float(lam_max_)
+    except (TypeError, ValueError):
+        raise NtkodeError(f"need numbers 0 < lam_min <= lam_max; got {lam_min!r}, {lam_max_!r}") from None
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
         raise NtkodeError(f"need finite 0 < lam_min <= lam_max; got {lam_min!r}, {lam_max_!r}")
+    if hi / lo > 1e12:
+        raise NtkodeError(f"lam_max/lam_min = {hi / lo:.3g} exceeds 1e12: the tuning problem is ill-posed in float64")
     return lo, hi
 
 
-def _grid_rate(method: str, grid: np.ndarray, eta_: float, beta_: float = 0.0, beta2_: float = 0.0) -> float:
-    return float(np.max(rate_function(method)(grid, eta_, beta_, beta2_)))
+def worst_rate(method, grid: np.ndarray, hyper: dict[str, float]) -> float:
+    """max over `grid` of the spectral radius at `hyper` (declared names)."""
+    m = get_method(method)
+    with np.errstate(all="ignore"):
+        value = float(np.max(rate_function(m)(grid, *[hyper[n] for n in m.hyper_names])))
+    return value if math.isfinite(value) else math.inf
 
 
-def _numeric_mom2(grid: np.ndarray, lo: float, hi: float) -> dict:
-    """argmin over (eta, beta, beta2) of the max radius, started at Polyak's point (beta2 = 0)."""
-    def objective(x):
-        eta_, beta_, beta2_ = x
-        if eta_ <= 0 or not (0 <= beta_ < 1) or not (0 <= beta2_ < 1):
-            return 2.0
-        return _grid_rate("mom2", grid, eta_, beta_, beta2_)
+def tuned_hypers(method) -> tuple[Hyper, ...]:
+    """The hyper-parameters the rate depends on (others, such as nag's r, do not move the rate)."""
+    m = get_method(method)
+    free = rate_polynomial(m).free_symbols
+    return tuple(hp for hp in m.hyper if hp.symbol in free)
 
-    polyak = {n: float(e.subs({LAM_0: lo, LAM_MAX: hi})) for n, e in CLOSED_FORMS["hb"].items()}
-    starts = [(polyak["lr"], polyak["momentum"], 0.0), (1 / hi, 0.5, 0.1)]
-    best = min((so.minimize(objective, x0, method="Nelder-Mead",
-                            options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 1500}) for x0 in starts),
+
+def _evaluate(forms: dict[str, sp.Expr], lo: float, hi: float) -> dict[str, float]:
+    return {n: float(e.subs({lam_0: lo, lam_max: hi})) for n, e in forms.items()}
+
+
+def _result(m: Method, grid, hyper: dict, source: str, extra: dict | None = None) -> dict:
+    untuned = [hp.label for hp in m.hyper if hp.name not in hyper]
+    out = {"method": m.name, "hyper": hyper, "rate": worst_rate(m, grid, {**dict.fromkeys(m.hyper_names, 1.0), **hyper}),
+           "source": source}
+    if untuned:
+        out["untuned"] = untuned
+        out["note"] = f"the rate does not depend on {', '.join(untuned)}"
+    return {**out, **(extra or {})}
+
+
+def named_tuning(method, name: str, lam_min: float, lam_max_: float) -> dict:
+    """A tuning the declaration names ([tuning.NAME]), e.g. NAG-SC's "standard": hyper, rate on the grid,
+    and the declared rate formula as `rate_formula`."""
+    m = get_method(method)
+    if name not in m.tunings:
+        known = ", ".join(m.tunings) or "none"
+        raise NtkodeError(f"method {m.name!r} has no tuning {name!r}; it declares: {known}", param="tuning")
+    lo, hi = _check_interval(lam_min, lam_max_)
+    values = _evaluate(m.tunings[name], lo, hi)
+    formula = values.pop("rate", None)
+    return _result(m, spectrum_grid(lo, hi), values, f"tuning {name!r}",
+                   {"rate_formula": formula} if formula is not None else None)
+
+
+class _Box:
+    """Unconstrained coordinates u -> hyper-parameters inside their declared domains."""
+
+    def __init__(self, hypers: tuple[Hyper, ...], steps: set[str], hi: float):
+        self.hypers = hypers
+        self.scale = [1.0 / hi if hp.name in steps else 1.0 for hp in hypers]
+
+    def values(self, u: np.ndarray) -> dict[str, float]:
+        out = {}
+        for hp, x, scale in zip(self.hypers, u, self.scale):
+            if math.isfinite(hp.low) and math.isfinite(hp.high):
+                out[hp.name] = hp.low + (hp.high - hp.low) / (1.0 + math.exp(-max(min(x, 700.0), -700.0)))
+            elif math.isfinite(hp.low):
+                out[hp.name] = hp.low + scale * math.exp(min(x, 700.0))
+            elif math.isfinite(hp.high):
+                out[hp.name] = hp.high - scale * math.exp(min(x, 700.0))
+            else:
+                out[hp.name] = scale * x
+        return out
+
+    def starts(self, count: int) -> list[np.ndarray]:
+        """Deterministic spread of starting points (a scrambled grid of logits and log-scales)."""
+        rng = np.random.default_rng(0)
+        return [rng.uniform(-3.0, 3.0, size=len(self.hypers)) for _ in range(count)]
+
+
+def numeric_optimum(method, lam_min: float, lam_max_: float, starts: int = STARTS) -> dict:
+    """argmin over the declared domains of the worst spectral radius on [lam_min, lam_max] (multi-start
+    Nelder-Mead); hyper-parameters the rate does not depend on are left out (`untuned`)."""
+    m = get_method(method)
+    lo, hi = _check_interval(lam_min, lam_max_)
+    grid = spectrum_grid(lo, hi)
+    hypers = tuned_hypers(m)
+    fixed = {hp.name: 1.0 for hp in m.hyper if hp not in hypers}
+    if not hypers:
+        return _result(m, grid, {}, "numeric")
+    box = _Box(hypers, set(m.step_size_hypers), hi)
+
+    def objective(u: np.ndarray) -> float:
+        value = worst_rate(m, grid, {**fixed, **box.values(u)})
+        return min(value, PENALTY)
+
+    rough = {"xatol": 1e-4, "fatol": 1e-7, "maxiter": 200 * len(hypers)}
+    best = min((so.minimize(objective, x0, method="Nelder-Mead", options=rough) for x0 in box.starts(starts)),
                key=lambda res: res.fun)
-    eta_, beta_, beta2_ = (float(v) for v in best.x)
-    return {"lr": eta_, "momentum": beta_, "momentum2": beta2_, "rate": float(best.fun)}
+    fine = {"xatol": 1e-11, "fatol": 1e-15, "maxiter": 1000 * len(hypers), "maxfev": 2000 * len(hypers)}
+    polished = so.minimize(objective, best.x, method="Nelder-Mead", options=fine)
+    final = polished if polished.fun <= best.fun else best
+    return _result(m, grid, box.values(final.x), "numeric")
 
 
-def _numeric_nag(grid: np.ndarray, hi: float) -> dict:
-    """argmin over eta of the asymptotic factor (stable for eta lam < 4/3)."""
-    res = so.minimize_scalar(lambda e: _grid_rate("nag", grid, e), bounds=(1e-12 / hi, 4 / (3 * hi)),
-                             method="bounded", options={"xatol": 1e-14 / hi})
-    return {"lr": float(res.x), "momentum": 1.0, "rate": float(res.fun),
-            "note": "momentum beta_k = (k-1)/(k+r-1) -> 1; the asymptotic factor does not depend on r"}
+def optimal(method, lam_min: float, lam_max: float, ode: bool = False, numeric: bool = False) -> dict:
+    """Optimal hyper-parameters for spectrum [lam_min, lam_max]: {"hyper": {name: value}, "rate", "source"}.
 
-
-def _optimal_ode(method: str, lo: float) -> dict:
-    if method == "gd":
-        return {"damping": None, "exponent": lo, "note": "gradient flow: no damping, exponent lam_0"}
-    if method == "nag":
-        raise NtkodeError("nag's ODE has damping r/t, not a constant: it decays like t^(-r/2), no optimum")
-    gam, alpha = optimal_damping(method)
-    at = {lam: lo, beta2: 0}
-    out = {"damping": float(gam.subs(at)), "exponent": float(alpha.subs(at))}
-    if method == "mom2":
-        out.update(momentum2=0.0, note="exponent sqrt(lam_0/(1+beta2)) is largest at beta2 = 0")
-    return out
-
-
-def optimal(method: str, lam_min: float, lam_max: float, ode: bool = False) -> dict:
-    """Optimal hyper-parameters for spectrum [lam_min, lam_max] and the rate (or ODE exponent)."""
-    get_method(method)
+    The declaration's closed form when it has one (also "rate_formula"), the numeric tuner otherwise
+    or with numeric=True. With ode=True, the ODE's critical damping and its decay exponent.
+    """
+    m = get_method(method)
     lo, hi = _check_interval(lam_min, lam_max)
     if ode:
-        return _optimal_ode(method, lo)
-    grid = spectrum_grid(lo, hi)
-    if method in CLOSED_FORMS:
-        values = {n: float(e.subs({LAM_0: lo, LAM_MAX: hi})) for n, e in CLOSED_FORMS[method].items()}
-        bound = values.pop("rate")
-        rate = _grid_rate(method, grid, values["lr"], values.get("momentum", 0.0))
-        return {**values, "rate": rate, "rate_formula": bound}
-    if method == "mom2":
-        return _numeric_mom2(grid, lo, hi)
-    return _numeric_nag(grid, hi)
+        return _optimal_ode(m, lo)
+    if m.optimum and not numeric:
+        values = _evaluate(m.optimum, lo, hi)
+        formula = values.pop("rate", None)
+        return _result(m, spectrum_grid(lo, hi), values, "closed form",
+                       {"rate_formula": formula} if formula is not None else None)
+    return numeric_optimum(m, lo, hi)
+
+
+def _optimal_ode(m: Method, lo: float) -> dict:
+    """Critical damping of the slowest mode (any other ODE hyper-parameter set where the exponent is largest)."""
+    _scaled(m)
+    hp = damping_hyper(m)
+    if hp is None:
+        needed = ode_hypers(m)
+        if needed:
+            raise NtkodeError(f"{m.name}'s ODE has no constant damping to tune (it depends on "
+                              f"{', '.join(x.label for x in needed)}); no ODE optimum")
+        exponent = float(decay_exponent(m).subs(lam, lo))
+        return {"method": m.name, "hyper": {}, "exponent": exponent, "note": "no damping to tune: the exponent is fixed"}
+    gam, alpha = optimal_damping(m)
+    others = [x for x in ode_hypers(m) if x.symbol in alpha.free_symbols and x.symbol != hp.symbol]
+    hyper = {}
+    for other in others:
+        f = sp.lambdify(other.symbol, -alpha.subs(lam, lo), "math")
+        top = other.high if math.isfinite(other.high) else other.low + 1e3
+        res = so.minimize_scalar(f, bounds=(other.low, top), method="bounded", options={"xatol": 1e-12})
+        hyper[other.name] = 0.0 if abs(res.x - other.low) < 1e-6 else float(res.x)
+    at = {lam: lo, **{x.symbol: hyper[x.name] for x in others}}
+    hyper[hp.name] = float(gam.subs(at))
+    out = {"method": m.name, "hyper": hyper, "exponent": float(alpha.subs(at))}
+    if others:
+        out["note"] = f"exponent {alpha} is largest at " + ", ".join(f"{x.label} = {hyper[x.name]:g}" for x in others)
+    return out

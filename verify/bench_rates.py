@@ -43,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
             raise NtkodeError(f"{flag} must be a positive integer; got {value}")
     lam, eta, beta = _triples(args.n, args.seed)
     rate = rate_function("hb")
-    fast = rate(lam, eta, beta, 0.0)
+    fast = rate(lam, eta, beta)
     m = min(args.n, args.n_reference)
     ref = companion_radius(lam[:m], eta[:m], beta[:m])
     err = float(np.max(np.abs(fast[:m] - ref)))
-    t_fast = _best_time(lambda: rate(lam, eta, beta, 0.0), args.repeats)
+    t_fast = _best_time(lambda: rate(lam, eta, beta), args.repeats)
     t_ref = _best_time(lambda: companion_radius(lam[:m], eta[:m], beta[:m]), args.repeats)
     fast_rate, ref_rate = args.n / t_fast, m / t_ref
     print(f"compiled hb rate: {fast_rate:.3g} triples/s ({args.n} triples, best of {args.repeats})")

@@ -2,7 +2,7 @@
 
 Presets (NAG with beta_k = (k-1)/(k+r-1), r in {2, 4, 10}, lr = 1/lambda_max(H-inf)):
   cpu        n=64, d=32, widths 512,1024,2048,4096, 8 seeds, 500 steps; reference: a plain
-             per-run NumPy W-space loop (coefficients from Method.coefficients, one run at a time).
+             per-run NumPy W-space loop executing the declaration's statements, one run at a time.
   paper-gpu  n=600, d=784, widths 1000..8000 step 1000, 10 seeds, 200 steps, float64; references:
              the PyTorch loop of the paper's experiments when torch imports, and the GEMM floor.
 Data: `sphere_data(n, d, seed=0)`, unit inputs uniform on S^(d-1) and N(0, 1) labels.
@@ -22,7 +22,7 @@ from ntkode.numerics import init_network, ntk_infinite, simulate, sphere_data
 from ntkode.numerics.backend import get_xp
 from ntkode.numerics.network import forward
 from ntkode.numerics.simulate import choose_space
-from ntkode.theory.methods import get_method
+from ntkode.declaration import GradOp, load_method
 
 PRESETS = {
     "cpu": dict(n=64, d=32, widths=[512, 1024, 2048, 4096], seeds=8, steps=500, rs=[2.0, 4.0, 10.0], device="cpu"),
@@ -31,22 +31,28 @@ PRESETS = {
 }
 
 
-def numpy_reference(X, y, m: int, seed: int, steps: int, setting: dict) -> np.ndarray:
-    """One run of NAG written plainly in W-space with NumPy; returns ||e_k|| for k = 0..steps."""
-    spec = get_method("nag")
-    W, a = init_network(m, X.shape[1], seed)
-    hist = [W] * spec.memory
+def numpy_reference(X, y, m: int, seed: int, steps: int, setting: dict, method: str = "nag") -> np.ndarray:
+    """One run written plainly in W-space with NumPy, the declaration's ops executed one by one with
+    Python sums (what a user's loop over the method's statements does); ||e_k|| for k = 0..steps."""
+    spec = load_method(method)
+    values = spec.check_hyper(setting)
+    args = [float(values[n]) for n in spec.hyper_names]
+    W0, a = init_network(m, X.shape[1], seed)
+    env = {name: W0 if init else np.zeros_like(W0) for name, init in zip(spec.state_names, spec.initial)}
     err = np.empty(steps + 1)
-    err[0] = np.linalg.norm(forward(W, a, X) - y)
+    err[0] = np.linalg.norm(forward(W0, a, X) - y)
     for k in range(1, steps + 1):
-        coef_a, coef_c = spec.coefficients(k, **setting)
-        Y = sum(c * w for c, w in zip(coef_c, hist))
-        Z = Y @ X.T
-        e = np.maximum(Z, 0).T @ a / np.sqrt(m) - y
-        grad = ((a[:, None] * (Z >= 0)) * e) @ X / np.sqrt(m)
-        W = sum(c * w for c, w in zip(coef_a, hist)) - setting["lr"] * grad
-        hist = [W] + hist[:-1]
-        err[k] = np.linalg.norm(forward(W, a, X) - y)
+        for op, fn, _ in spec.numeric_ops:
+            coefs = fn(k, *args)
+            if isinstance(op, GradOp):
+                Y = sum(float(c) * env[name] for (name, _), c in zip(op.point, coefs[0]))
+                Z = Y @ X.T
+                e = np.maximum(Z, 0).T @ a / np.sqrt(m) - y
+                env[op.target] = ((a[:, None] * (Z >= 0)) * e) @ X / np.sqrt(m)
+            else:
+                new = [sum(float(c) * env[name] for (name, _), c in zip(combo, cs)) for combo, cs in zip(op.values, coefs)]
+                env.update(zip(op.targets, new))
+        err[k] = np.linalg.norm(forward(env["W"], a, X) - y)
     return err
 
 

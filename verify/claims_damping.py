@@ -22,7 +22,7 @@ def _damping_sweep(prob, params, device) -> tuple[np.ndarray, np.ndarray, np.nda
     slowest eigenvector.
     """
     eta = params["eta_lam0"] / prob.lam0
-    gamma_star = optimal("hb", prob.lam0, prob.lam_max, ode=True)["damping"]
+    gamma_star = optimal("hb", prob.lam0, prob.lam_max, ode=True)["hyper"]["gamma"]
     gammas = gamma_star * np.asarray(params["damping_factors"], dtype=float)
     hyper = [{"lr": eta, "momentum": 1.0 - g * math.sqrt(eta)} for g in gammas]
     sim = run_simulation("hb", prob, params, hyper, params["steps"], device)
@@ -37,7 +37,8 @@ def _damping_sweep(prob, params, device) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def _polyak_neighbours(prob, params, device) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Polyak's (eta, beta) and its neighbours: theory's rates and the seed-mean fitted log rates."""
-    polyak = optimal("hb", prob.lam0, prob.lam_max)
+    polyak = optimal("hb", prob.lam0, prob.lam_max)["hyper"]
+    polyak = {"lr": polyak["eta"], "momentum": polyak["beta"]}
     hyper = [{"lr": polyak["lr"], "momentum": polyak["momentum"]}]
     hyper += [{"lr": polyak["lr"] * f, "momentum": polyak["momentum"]} for f in params["lr_factors"]]
     hyper += [{"lr": polyak["lr"], "momentum": polyak["momentum"] + db} for db in params["momentum_shifts"]]
@@ -79,7 +80,8 @@ def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
     prob = sphere_problem(params)
     gammas, exponents, errs, eta = _damping_sweep(prob, params, device)
     best = int(np.argmax(exponents))
-    target = optimal("hb", prob.lam0, prob.lam_max, ode=True)
+    best_ode = optimal("hb", prob.lam0, prob.lam_max, ode=True)
+    target = {"damping": best_ode["hyper"]["gamma"], "exponent": best_ode["exponent"]}
     checks = [
         Check("argmax", "optimal damping gamma", target["damping"], float(gammas[best]), 0.0,
               Tolerance("rel", 0.1, "grid spacing 5% near gamma*, discrete peak ~2% below it")),

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ntkode.theory import ode_rate, optimal, spectral_radius
+from ntkode.theory import named_tuning, ode_rate, spectral_radius
 
 from ntkode.numerics import SimulationResult
 
@@ -131,7 +131,7 @@ def measure_nag_sc(params: Mapping[str, Any], device: str) -> Evidence:
     References: Nesterov, "Introductory lectures on convex optimization", 2004, 2.2;
     Shi, Du, Jordan & Su, "Understanding the acceleration phenomenon via
     high-resolution differential equations", 2018.
-    Measurement: (eta, beta) from `optimal("nag-sc", lam_0, lam_max)` on H-infinity;
+    Measurement: (eta, beta) from `named_tuning("nag-sc", "standard", lam_0, lam_max)` on H-infinity;
     log|u_0^T e_k| fitted with a free k^q prefactor (`power=True`) so the double
     root's factor k does not bias rho. At a double root the radius moves like the
     square root of a kernel perturbation, so the finite net's rate is compared with
@@ -142,8 +142,8 @@ def measure_nag_sc(params: Mapping[str, Any], device: str) -> Evidence:
     and the double root turns that into ~0.8 sqrt(.) of the rate.
     """
     prob = sphere_problem(params)
-    tuned = optimal("nag-sc", prob.lam0, prob.lam_max)
-    hyper = {"lr": tuned["lr"], "momentum": tuned["momentum"]}
+    tuned = named_tuning("nag-sc", "standard", prob.lam0, prob.lam_max)["hyper"]
+    hyper = {"lr": tuned["eta"], "momentum": tuned["beta"]}
     sim = run_simulation("nag-sc", prob, params, [hyper], params["steps"], device, keep_weights=True)
     theory = spectral_radius("nag-sc", prob.lam, **hyper)
     mode = slowest_mode(theory)

@@ -1,4 +1,4 @@
-"""The `ntkode` command line: derive | rates | simulate | verify | bench-rates | bench-simulate.
+"""The `ntkode` command line: derive | rates | methods | simulate | verify | bench-rates | bench-simulate.
 
 Thin by design: each subcommand's module registers its parser and handler; any
 NtkodeError becomes one line on stderr and exit code 2.
@@ -17,7 +17,7 @@ from ntkode import __version__
 from ntkode.errors import NtkodeError
 
 #: subcommand -> the module of this package that registers it (imported only when needed)
-COMMANDS = {"derive": "cli_theory", "rates": "cli_theory", "simulate": "cli_simulate", "verify": "cli_verify",
+COMMANDS = {"derive": "cli_theory", "rates": "cli_theory", "methods": "cli_theory", "simulate": "cli_simulate", "verify": "cli_verify",
             "bench-rates": "bench_rates", "bench-simulate": "bench_simulate"}
 
 #: library parameter -> command-line flag where the two differ (otherwise the flag is --param)
@@ -33,7 +33,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `ntkode` parser; for a known `command` only its module is imported and registered."""
     parser = argparse.ArgumentParser(
         prog="ntkode",
-        description="Convergence rates of GD, heavy ball and Nesterov in the NTK regime.",
+        description="Convergence rates of linear first-order methods (GD, heavy ball, Nesterov, or any method "
+                    "declared in a .toml file) in the NTK regime, checked on finite-width networks.",
         epilog=CONVENTIONS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,12 +46,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: hyper-parameter names that have a flag of their own (the built-ins' aliases); others go through --hyper
+HYPER_FLAGS = ("lr", "momentum", "momentum2", "r", "damping")
+
+
 def cli_message(err: NtkodeError) -> str:
-    """The error's message with the parameter it names (`err.param`) replaced by its flag."""
+    """The error's message with the parameter it names (`err.param`) replaced by its flag; a
+    hyper-parameter ("hyper:NAME") becomes --NAME for the built-ins' aliases and --hyper NAME otherwise."""
     if not err.param:
         return str(err)
-    flag = FLAGS.get(err.param, "--" + err.param.replace("_", "-"))
-    return re.sub(rf"(?<![\w-]){re.escape(err.param)}(?![\w-])", flag, str(err), count=1)
+    param = err.param
+    if param.startswith("hyper:"):
+        param = param[len("hyper:"):]
+        flag = f"--{param}" if param in HYPER_FLAGS else f"--hyper {param}"
+    else:
+        flag = FLAGS.get(param, "--" + param.replace("_", "-"))
+    return re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, str(err), count=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

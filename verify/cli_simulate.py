@@ -9,12 +9,14 @@ import sys
 
 import numpy as np
 
-from ntkode.numerics import digits_data, load_data, paper_data, sphere_data, sweep
+from ntkode.declaration import builtin_names, load_method
 from ntkode.errors import NtkodeError
-from ntkode.theory.methods import HYPERS, METHODS, Method, get_method
+from ntkode.numerics import digits_data, load_data, paper_data, sphere_data, sweep
 
-#: the hyper-parameter flags of `ntkode simulate`
-HYPER_FLAGS = ("lr", "momentum", "momentum2", "r")
+from .cli_hyper import add_hyper_flags, given_hyper
+
+#: the built-ins' hyper-parameter aliases that `ntkode simulate` takes as flags
+SIMULATE_FLAGS = ("lr", "momentum", "momentum2", "r")
 
 
 def _widths(text: str) -> list[int]:
@@ -34,16 +36,6 @@ def _data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     return digits_data(args.n, seed=args.data_seed)
 
 
-def _hyper(args: argparse.Namespace, method: Method) -> dict:
-    """The method's hyper-parameters from the flags; NtkodeError naming any flag the method does not take."""
-    unused = [HYPERS[name].flag for name in HYPER_FLAGS if name not in method.hyper and getattr(args, name) is not None]
-    if unused:
-        takes = ", ".join(HYPERS[name].flag for name in method.hyper)
-        verb = "does" if len(unused) == 1 else "do"
-        raise NtkodeError(f"{', '.join(unused)} {verb} not apply to method {method.name} (it takes {takes})")
-    return {name: getattr(args, name) for name in method.hyper}
-
-
 def _check_out(path: str) -> None:
     """NtkodeError unless `path` can be written: its folder exists and is writable, and it is not a folder."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -56,14 +48,14 @@ def _check_out(path: str) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    method = get_method(args.method)
-    hyper = _hyper(args, method)
+    method = load_method(args.method)
+    hyper = method.check_hyper(given_hyper(args, SIMULATE_FLAGS))
     _check_out(args.out)
     X, y = _data(args)
     quiet = args.quiet or not sys.stderr.isatty()
     parts = f"{args.out}.parts"  # one file per finished width: the same command resumes after an interruption
     result = sweep(
-        method.name, X, y, _widths(args.width), args.steps, args.seeds, hyper, out_dir=parts, progress=not quiet,
+        method, X, y, _widths(args.width), args.steps, args.seeds, hyper, out_dir=parts, progress=not quiet,
         device=args.device, loss=args.loss, train=args.train, kappa=args.kappa,
     )
     result.save(args.out)
@@ -101,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "weight movement, X, y and the setting (meta). Each finished width is kept in RUN.npz.parts/ "
         "until RUN.npz is written, so rerunning an interrupted command resumes it.",
     )
-    p.add_argument("--method", required=True, choices=sorted(METHODS))
+    p.add_argument("--method", required=True, metavar="METHOD",
+                   help=f"a built-in ({', '.join(builtin_names())}) or a path to a .toml declaration")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="FILE.npz", help="arrays X (n, d) and y (n,)")
     source.add_argument("--dataset", choices=("sphere", "paper", "digits"), default="sphere")
@@ -110,8 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--width", required=True, metavar="W[,W2,...]")
     p.add_argument("--steps", type=int, required=True)
-    for name in HYPER_FLAGS:
-        p.add_argument(HYPERS[name].flag, type=float, help=HYPERS[name].help)
+    add_hyper_flags(p, SIMULATE_FLAGS)
     p.add_argument("--seeds", type=int, default=1, help="networks drawn with seeds 0..S-1")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     p.add_argument("--loss", default="sum", choices=("sum", "mean"), help="1/2||e||^2 or 1/(2n)||e||^2")

@@ -1,0 +1,363 @@
+"""Open method declarations (docs/theory.md#state-space): parsing and refusal of bad declarations, the
+reduction to reachable modes, the built-ins pinned to ntkode 0.1.0's numbers, properties over the built-ins
+and three declarations kept here (QHM, triple momentum, extragradient), the numeric tuner against every
+closed form, the engine against the declared step on a tiny net, and the command line end to end."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from ntkode import __version__
+from ntkode.declaration import Method, builtin_names, load_method
+from ntkode.errors import NtkodeError
+from ntkode.numerics import init_network, ntk_empirical, simulate, sphere_data
+from ntkode.symbols import k as K, lam as LAM
+from ntkode.theory import derive, iterate, numeric_optimum, ode_rate, optimal, spectral_radius
+from ntkode.theory.optimal import spectrum_grid, worst_rate
+from ntkode.verify.cli import cli_message, main
+
+HERE = Path(__file__).parent
+DECLARED = {name: str(HERE / "methods" / f"{name}.toml") for name in ("qhm", "triple-momentum", "extragradient")}
+ALL = sorted(builtin_names()) + sorted(DECLARED.values())
+PIN = json.loads((HERE / "data" / "builtins-0.1.0.json").read_text())
+
+BASE = {"name": "toy", "hyper": {"eta": "(0, inf)"}, "state": {"W": "W0"}, "step": ["W = W - eta*grad(W)"]}
+
+
+def declare(**changes) -> Method:
+    return Method.from_dict({**BASE, **changes})
+
+
+# -- bad declarations: one clear line naming what is wrong ---------------------------------------
+@pytest.mark.parametrize("changes, match", [
+    (dict(step=["W = W - eta*grad(W)*W"]), r"statement 1 .*not linear"),
+    (dict(step=["W = W**2 - eta*grad(W)"]), r"statement 1 .*not linear"),
+    (dict(step=["W = W - eta*grad(W*W)"]), r"statement 1 .*not linear"),
+    (dict(step=["W = W - etta*grad(W)"]), r"statement 1 .*unknown symbol 'etta' \(did you mean 'eta'\?\)"),
+    (dict(step=["W = W - eta*grad(W"]), r"statement 1 .*syntax error"),
+    (dict(step=["W = W - eta*v", "v = grad(W)"]), r"statement 1 .*'v' is read before it is assigned"),
+    (dict(step=["W = W - eta*grad(d)"], state={"W": "W0", "d": "0"}), r"direction, not a point"),
+    (dict(step=["W = W/2 - eta*grad(W)"]), r"neither a point"),
+    (dict(step=["W = W + eta"]), r"constant"),
+    (dict(step=["W = W - eta*grad(W)", "d = W"], state={"W": "W0", "d": "0"}), r"'d' is a direction"),
+    (dict(step=["W = W - eta*foo(W)"]), r"unknown function 'foo'"),
+    (dict(step=["W == W"]), r"must be one assignment"),
+    (dict(step=["g = grad(W)"]), r"never assigns W"),
+    (dict(step="W = W - eta*grad(W)"), r"non-empty list"),
+    (dict(state={"V": "W0"}), r"must declare W"),
+    (dict(state={"W": "1"}), r"initial value"),
+    (dict(hyper={"eta": "[1, 0)"}), r"empty"),
+    (dict(hyper={"eta": "(0, inf)", "nu": "[0, 1]"}), r"nu are declared but never used"),
+    (dict(hyper={"eta": "0 to 1"}), r"not an interval"),
+    (dict(hyper={"lam": "(0, inf)"}), r"not a usable hyper-parameter name"),
+    (dict(name="hb"), r"shadows a built-in"),
+    (dict(hyperr={}), r"unknown key 'hyperr' \(did you mean 'hyper'\?\)"),
+    (dict(ode={"time": "k*h", "eta": "h**2", "zeta": "h"}), r"not a hyper-parameter"),
+    (dict(ode={"eta": "h"}), r"needs time"),
+    (dict(ode={"time": "k*h", "eta": "gamma"}), r"step size"),
+])
+def test_bad_declaration_is_one_clear_error(changes, match):
+    with pytest.raises(NtkodeError, match=match) as err:
+        declare(**changes)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_declaration_files_through_the_cli(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nstep = ["W = W*W"]\n[hyper]\n[state]\nW = "W0"\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "x"\nstep = [\n')
+    for argv in (["derive", str(bad)], ["derive", str(broken)], ["derive", str(tmp_path / "none.toml")],
+                 ["rates", str(bad), "--eigs", "1"], ["simulate", "--method", str(bad), "--width", "8", "--steps", "2",
+                                                      "--out", str(tmp_path / "r.npz")]):
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "error:" in lines[0], argv
+    assert "not linear" in (main(["derive", str(bad)]) and capsys.readouterr().err)
+    assert "not valid TOML" in (main(["derive", str(broken)]) and capsys.readouterr().err)
+
+
+# -- reduction to the modes that reach W ---------------------------------------------------------
+def test_idle_and_unobserved_states_do_not_change_the_rate():
+    """hb-idle carries u = rho u (never excited) and acc = acc + g (excited, never read by W): T is 4 x 4
+    with eigenvalues rho and 1 besides heavy ball's, yet the reduced polynomial and every rate are heavy ball's."""
+    idle = load_method(HERE / "methods" / "idle.toml")
+    hb = load_method("hb")
+    assert idle.transition.shape == (4, 4)
+    assert sp.simplify(idle.char_poly() - hb.char_poly()) == 0
+    values = {"eta": 0.4, "beta": 0.3, "rho": 1.9}
+    T = np.array(idle.transition.subs({LAM: 0.5, **{hp.symbol: values[hp.name] for hp in idle.hyper}}), dtype=float)
+    assert np.max(np.abs(np.linalg.eigvals(T))) == pytest.approx(1.9)  # the idle mode is in T, unexcited
+    eigs = [0.1, 0.5, 2.0]
+    for rho in (0.2, 1.0, 1.9):
+        got = spectral_radius(idle, eigs, eta=0.4, beta=0.3, rho=rho)
+        assert got.rate == pytest.approx(spectral_radius("hb", eigs, lr=0.4, momentum=0.3).rate, rel=1e-14)
+    H = np.diag(eigs)
+    E_idle = iterate(idle, H, np.ones(3), 60, eta=0.4, beta=0.3, rho=1.9)[0]
+    np.testing.assert_allclose(E_idle, iterate("hb", H, np.ones(3), 60, lr=0.4, momentum=0.3)[0], rtol=1e-13, atol=0)
+
+
+# -- the built-ins: the same numbers as ntkode 0.1.0 ---------------------------------------------
+@pytest.mark.parametrize("method", sorted(PIN["methods"]))
+def test_builtins_reproduce_version_0_1_0(method):
+    """0.1.0 wrote each method as coefficients of a multistep rule; its numbers, recorded in
+    tests/data/builtins-0.1.0.json, must come out of the declarations unchanged."""
+    pin = PIN["methods"][method]
+    names = {str(s): s for s in load_method(method).symbols} | {"lam": LAM, "z": sp.Symbol("z"), "k": K}
+    assert sp.simplify(sp.sympify(pin["polynomial"], locals=names) - derive(method).polynomial) == 0
+    res = spectral_radius(method, PIN["eigs"], **PIN["settings"][method])
+    np.testing.assert_allclose(res.radius, pin["radius"], rtol=1e-12)
+    for resolution, key in (("low", "ode"), ("high", "ode_high")):
+        extra = {"lr": 0.01} if resolution == "high" else {}
+        o = ode_rate(method, PIN["eigs"], resolution, **PIN["ode"][method], **extra)
+        np.testing.assert_allclose([o.exponent, o.order], pin[key], rtol=1e-10, atol=1e-12)
+    X, y = sphere_data(6, 4, 0)
+    sim = simulate(method, X, y, [64, 256], 25, 2, PIN["settings"][method], progress=False, drift_steps=(25,))
+    for name in ("error_norm", "weight_movement", "kernel_drift"):
+        want = np.array(pin[name])
+        np.testing.assert_allclose(getattr(sim, name), want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
+
+
+# -- properties over every method ----------------------------------------------------------------
+def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(n, n)))
+    return q * np.sign(np.diag(r))
+
+
+@st.composite
+def hyper_draws(draw, method: str, lam_max: float) -> dict[str, float]:
+    """Each hyper-parameter inside its declared domain; step sizes c/lam_max with c up to 2.5 (unstable
+    settings included; nag's asymptotic rate sqrt(1 - eta lam) needs eta lam < 1)."""
+    m = load_method(method)
+    out = {}
+    for hp in m.hyper:
+        if hp.name in m.step_size_hypers:
+            out[hp.name] = draw(st.floats(0.05, 0.95 if m.time_varying else 2.5)) / lam_max
+        elif math.isfinite(hp.high):
+            out[hp.name] = draw(st.floats(hp.low, hp.low + 0.95 * (hp.high - hp.low)))
+        else:
+            out[hp.name] = draw(st.floats(max(hp.low, 0.0) + 1.0, max(hp.low, 0.0) + 6.0))
+    return out
+
+
+spectra = st.lists(st.floats(0.02, 5.0), min_size=2, max_size=6).map(np.array)
+PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: steps of the measured iteration; the fit uses its second half. The log of the norm of q consecutive
+#: values of W (a state of the reduced recursion, so it never dips to 0) moves by at most (q-1) log 2 + O(1)
+#: from a Jordan block or mode mixing over [K/2, K]; 12/K covers what 200 random draws showed (< 5.3/K).
+STEPS = 4000
+LOG_RATE_TOL = 12.0 / STEPS
+
+
+def _transition(method: str, lam_: float, hyper: dict) -> np.ndarray:
+    m = load_method(method)
+    k_value = 10**9 if m.time_varying else 1
+    subs = {LAM: lam_, K: k_value, **{hp.symbol: hyper[hp.name] for hp in m.hyper}}
+    return np.array(m.transition.subs(subs).evalf(), dtype=complex)
+
+
+@pytest.mark.parametrize("method", ALL)
+@PROPERTY
+@given(data=st.data(), eigs=spectra)
+def test_reduced_roots_are_eigenvalues_of_T(method, data, eigs):
+    hyper = data.draw(hyper_draws(method, float(eigs.max())))
+    res = spectral_radius(method, eigs, **hyper)
+    for lam_, roots in zip(res.eigs, res.roots):
+        full = np.linalg.eigvals(_transition(method, lam_, hyper))
+        for root in roots:
+            # eigenvalues of a defective block are only determined to ~sqrt(machine eps)
+            assert np.min(np.abs(full - root)) <= 1e-6 * max(1.0, abs(root))
+
+
+@pytest.mark.parametrize("method", ALL)
+@PROPERTY
+@given(data=st.data(), eigs=spectra, seed=st.integers(0, 2**32 - 1))
+def test_rate_is_the_decay_of_the_iterated_step_and_stability_is_blow_up(method, data, eigs, seed):
+    """On H = Q diag(eigs) Q^T with a random e_0: the per-step growth of W's error, measured by iterating the
+    declared step, equals log(rate) (nag: with its k^(-r/2) envelope), and 'stable' = no blow-up."""
+    m = load_method(method)
+    hyper = data.draw(hyper_draws(method, float(eigs.max())))
+    res = spectral_radius(method, eigs, **hyper)
+    assume(abs(res.rate - 1) > 0.02 and res.rate > 0.3)
+    rng = np.random.default_rng(seed)
+    Q = _orthogonal(len(eigs), rng)
+    E, scale = iterate(method, (Q * eigs) @ Q.T, rng.normal(size=len(eigs)), STEPS, renormalise=True, **hyper)
+    q = m.degree
+
+    def log_norm(at: int) -> float:  # the true e_j = E[j] exp(scale[j]), factored at exp(scale[at])
+        window = slice(at - q + 1, at + 1)
+        return math.log(np.linalg.norm(E[window] * np.exp(scale[window] - scale[at])[:, None])) + scale[at]
+
+    half = STEPS // 2
+    measured = (log_norm(STEPS) - log_norm(half)) / (STEPS - half)
+    expected = math.log(res.rate)
+    if m.time_varying:  # the envelope k^(-r/2) over [K/2, K] (docs/theory.md#nesterov)
+        expected -= hyper["r"] / 2 * math.log(2.0) / half
+    assert abs(measured - expected) <= LOG_RATE_TOL
+    assert res.stable == (measured < 0)
+
+
+@pytest.mark.parametrize("method", ALL)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), lo=st.floats(0.01, 1.0), kappa=st.floats(1.5, 200.0))
+def test_tuner_is_not_beaten_by_any_grid_point(method, data, lo, kappa):
+    m = load_method(method)
+    hi = lo * kappa
+    best = optimal(method, lo, hi)
+    grid = spectrum_grid(lo, hi)
+    fixed = {hp.name: 3.0 for hp in m.hyper if hp.name not in best["hyper"]}
+    for _ in range(40):
+        point = data.draw(hyper_draws(method, hi))
+        assert worst_rate(m, grid, {**point, **fixed}) >= best["rate"] - 1e-9
+
+
+@pytest.mark.parametrize("method", ALL)
+@settings(max_examples=10, deadline=None)
+@given(eigs=spectra, c=st.floats(0.1, 10.0), data=st.data())
+def test_scaling_the_kernel_equals_scaling_the_step_sizes(method, eigs, c, data):
+    m = load_method(method)
+    hyper = data.draw(hyper_draws(method, float(eigs.max()) * max(c, 1.0)))
+    scaled = {n: v * c if n in m.step_size_hypers else v for n, v in hyper.items()}
+    np.testing.assert_allclose(spectral_radius(m, c * eigs, **hyper).radius,
+                               spectral_radius(m, eigs, **scaled).radius, rtol=1e-9, atol=1e-12)
+
+
+def test_every_method_with_a_learning_rate_has_it_as_a_step_size():
+    for method in ALL:
+        m = load_method(method)
+        assert m.step_size_hypers == tuple(n for n in m.hyper_names if n in ("eta", "alpha")), method
+
+
+# -- the numeric tuner reproduces every closed form ----------------------------------------------
+@pytest.mark.parametrize("method", ["gd", "hb", "nag-sc"])
+@pytest.mark.parametrize("lo, hi", [(0.2, 3.0), (1e-3, 1.0), (0.5, 0.9), (0.01, 100.0)])
+def test_numeric_tuner_reproduces_the_closed_form(method, lo, hi):
+    closed = optimal(method, lo, hi)
+    found = numeric_optimum(method, lo, hi)
+    assert closed["source"] == "closed form" and found["source"] == "numeric"
+    assert found["rate"] == pytest.approx(closed["rate_formula"], rel=2e-7)
+    for name, value in closed["hyper"].items():
+        assert found["hyper"][name] == pytest.approx(value, rel=5e-4, abs=1e-6), name
+
+
+def test_nag_sc_optimum_is_lessard_recht_packard_and_the_standard_tuning_is_named():
+    """Lessard, Recht & Packard 2016: eta = 4/(3 L + mu), beta = (sqrt(3k+1) - 2)/(sqrt(3k+1) + 2),
+    rho = 1 - 2/sqrt(3k+1); Nesterov's textbook tuning (1/L, (sqrt(k)-1)/(sqrt(k)+1)) reaches 1 - 1/sqrt(k)."""
+    lo, hi = 0.2, 3.0
+    q = math.sqrt(3 * hi / lo + 1)
+    best = optimal("nag-sc", lo, hi)
+    assert best["hyper"]["eta"] == pytest.approx(4 / (3 * hi + lo))
+    assert best["hyper"]["beta"] == pytest.approx((q - 2) / (q + 2))
+    assert best["rate"] == pytest.approx(1 - 2 / q) == pytest.approx(0.7051160877, abs=1e-9)
+    assert spectral_radius("nag-sc", [0.2, 1, 3], lr=0.4347826, momentum=0.54454).rate == pytest.approx(0.70515, abs=1e-5)
+    from ntkode.theory import named_tuning
+    std = named_tuning("nag-sc", "standard", lo, hi)
+    assert std["rate"] == pytest.approx(1 - math.sqrt(lo / hi)) == pytest.approx(0.7418011103, abs=1e-9)
+    tm = named_tuning(DECLARED["triple-momentum"], "standard", lo, hi)
+    assert tm["rate"] == pytest.approx(1 - math.sqrt(lo / hi), rel=1e-9)
+
+
+# -- the engine runs the declared step ------------------------------------------------------------
+@pytest.mark.parametrize("name, hyper", [("qhm", {"alpha": 0.6, "beta": 0.5, "nu": 0.7}),
+                                          ("triple-momentum", {"alpha": 0.8, "beta": 0.3, "gamma": 0.2}),
+                                          ("extragradient", {"eta": 0.5})])
+@pytest.mark.parametrize("space", ["z", "w"])
+def test_dense_engine_trajectory_is_T_iterated_on_the_initial_kernel(name, hyper, space):
+    """A tiny net with a tiny initial error keeps every activation pattern: the engine's error is exactly
+    the declared step iterated on H(W_0) (docs/theory.md#state-space), to round-off."""
+    X, y = sphere_data(6, 4, seed=3)
+    W, a = init_network(400, 4, seed=0)
+    H0 = ntk_empirical(W, a, X)
+    scaled = {n: v / np.linalg.eigvalsh(H0)[-1] if n in ("alpha", "eta") else v for n, v in hyper.items()}
+    u0 = np.maximum(W @ X.T, 0).T @ a / np.sqrt(400)
+    y = u0 + 1e-3 * y
+    res = simulate(DECLARED[name], X, y, [400], 40, seeds=[0], hyper=scaled, space=space, drift_steps=(40,),
+                   progress=False)
+    assert res.kernel_drift[0, 0, 0, 0] == 0.0
+    E, _ = iterate(DECLARED[name], H0, u0 - y, 40, **scaled)
+    expected = np.linalg.norm(E, axis=1)
+    np.testing.assert_allclose(res.error_norm[0, 0, 0], expected, rtol=1e-9)
+    assert expected[-1] < 0.9 * expected[0]
+
+
+# -- command line --------------------------------------------------------------------------------
+def test_qhm_end_to_end_on_the_command_line(tmp_path, capsys):
+    qhm = DECLARED["qhm"]
+    assert main(["derive", qhm, "--json"]) == 0
+    derived = json.loads(capsys.readouterr().out)
+    assert "nu" in derived["polynomial"] and len(derived["roots"]) == 2
+    assert main(["rates", qhm, "--eigs", "0.2,1,3", "--hyper", "alpha=0.5,beta=0.6,nu=0.7", "--json"]) == 0
+    rates = json.loads(capsys.readouterr().out)
+    expected = spectral_radius(qhm, [0.2, 1, 3], alpha=0.5, beta=0.6, nu=0.7)
+    assert rates["rate"] == pytest.approx(expected.rate) and rates["stable"] is True
+    assert [p["radius"] for p in rates["per_eigenvalue"]] == pytest.approx(expected.radius.tolist())
+    assert main(["rates", qhm, "--eigs", "0.2,1,3", "--optimal", "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert set(best["hyper"]) == {"alpha", "beta", "nu"} and best["rate"] < rates["rate"]
+    assert best["rate"] == pytest.approx(spectral_radius(qhm, [0.2, 1, 3], **best["hyper"]).rate, rel=1e-9)
+    out = tmp_path / "qhm.npz"
+    assert main(["simulate", "--method", qhm, "--hyper", "alpha=0.5,beta=0.6,nu=0.7", "--n", "6", "--d", "5",
+                 "--width", "64", "--steps", "20", "--out", str(out), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "qhm" and out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["rates", "hb", "--eigs", "1", "--lr", "0.5"], "needs --momentum"),
+    (["rates", "hb", "--eigs", "1", "--lr", "0.5", "--hyper", "momentun=0.1"], "did you mean 'momentum'"),
+    (["rates", "hb", "--eigs", "1", "--lr", "0.5", "--hyper", "beta=1.5"], "must lie in [0, 1)"),
+    (["rates", "hb", "--eigs", "1", "--lr", "0.5", "--hyper", "beta"], "NAME=VALUE"),
+    (["rates", "hb", "--eigs", "1", "--lr", "0.5", "--hyper", "beta=x"], "not a number"),
+    (["rates", "hb", "--eigs", "1", "--lr", "0.5", "--momentum", "0.1", "--hyper", "momentum=0.2"], "both"),
+    (["rates", "gd", "--eigs", "1", "--lr", "0.5", "--momentum", "0.1"], "no hyper-parameter 'momentum'"),
+    (["rates", "hb", "--eigs", "1", "--optimal", "--lr", "0.5"], "does not use --lr"),
+    (["rates", "hb", "--eigs", "1", "--tuning", "standard"], "go with --optimal"),
+    (["rates", "hb", "--eigs", "1,2", "--optimal", "--tuning", "standard"], "has no --tuning 'standard'"),
+    (["rates", "hb", "--eigs", "1", "--lr", "0.5", "--momentum", "0.1", "--resolution", "high"], "add --ode"),
+    (["derive", "hb", "--resolution", "high"], "add --ode"),
+    (["derive", "sgd"], "unknown method 'sgd'"),
+    (["rates", str(HERE / "methods" / "triple-momentum.toml"), "--eigs", "1", "--ode", "--hyper", "alpha=1"],
+     "declares no [ode]"),
+    (["simulate", "--method", "hb", "--width", "8", "--steps", "2", "--lr", "0.1", "--out", "x.npz"], "needs --momentum"),
+])
+def test_hyper_parameter_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_cli_names_flags_the_library_names_parameters():
+    assert cli_message(NtkodeError("widths must be positive integers; got [0]", param="widths")) \
+        == "--width must be positive integers; got [0]"
+    assert cli_message(NtkodeError("alpha must lie in (0, inf); got -1", param="hyper:alpha")) \
+        == "--hyper alpha must lie in (0, inf); got -1"
+    assert cli_message(NtkodeError("lr must lie in (0, inf); got -1", param="hyper:lr")) == "--lr must lie in (0, inf); got -1"
+    assert cli_message(NtkodeError("no parameter here")) == "no parameter here"
+
+
+def test_methods_command_and_version(capsys):
+    assert main(["methods"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in builtin_names()) and "eta (lr) in (0, inf)" in listing
+    assert main(["methods", "nag-sc"]) == 0
+    text = capsys.readouterr().out
+    assert "[tuning.standard]" in text and load_method("nag-sc") == Method.from_dict(
+        __import__("tomllib").loads(text), builtin=True)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"ntkode {__version__}"
+
+
+def test_a_declaration_given_as_dict_file_or_object_is_the_same_method(tmp_path):
+    path = tmp_path / "toy.toml"
+    path.write_text('name = "toy"\nstep = ["W = W - eta*grad(W)"]\n[hyper]\neta = "(0, inf)"\n[state]\nW = "W0"\n')
+    from_file = load_method(path)
+    assert from_file == load_method(str(path)) == declare() == load_method(declare())
+    assert spectral_radius(from_file, [1.0, 2.0], eta=0.3).rate == spectral_radius("gd", [1.0, 2.0], lr=0.3).rate

@@ -1,0 +1,69 @@
+"""A declared method iterated on a quadratic: the linearised NTK dynamics in error coordinates.
+
+On the loss 1/2 e^T H e (docs/theory.md#state-space) the gradient at a point y is H y, every point
+variable holds its error and every direction variable its image; the declaration's ops
+(`Method.numeric_ops`, the same compiled coefficients the engine uses) then act linearly. Iterating
+them is the independent route that property tests compare with the characteristic roots.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ntkode.declaration import GradOp
+from ntkode.errors import NtkodeError
+
+from .discrete import scalar_hyper
+from .methods import get_method
+
+
+def _combine(env: dict, combo, coefs) -> np.ndarray:
+    return sum(float(c) * env[name] for (name, _), c in zip(combo, coefs))
+
+
+def apply_step(method, H: np.ndarray, state: dict, k: int, args: list[float]) -> dict:
+    """The state after step k: every variable of `state` (name -> error vector) advanced by the declared ops,
+    with grad(y) = H y; `args` the hyper-parameters in declared order."""
+    m = get_method(method)
+    local = dict(state)
+    for op, fn, _ in m.numeric_ops:
+        coefs = fn(k, *args)
+        if isinstance(op, GradOp):
+            local[op.target] = H @ _combine(local, op.point, coefs[0])
+        else:
+            local.update(zip(op.targets, [_combine(local, c, cs) for c, cs in zip(op.values, coefs)]))
+    return {name: local[name] for name in m.state_names}
+
+
+def iterate(method, H: ArrayLike, e0: ArrayLike, steps: int, renormalise: bool = False, **hyper: float):
+    """W's error e_k for k = 0..steps under the method on the quadratic with Hessian H, from e_0.
+
+    Returns (E, log_scale): E (steps+1, n) and, with renormalise=True, the whole state divided by its
+    norm after every step so that neither decay nor growth leaves float64 range; then the true error is
+    E[k] * exp(log_scale[k]) (log_scale is all zeros otherwise).
+    """
+    m = get_method(method)
+    values = scalar_hyper(m, hyper)
+    args = [values[n] for n in m.hyper_names]
+    H = np.asarray(H, dtype=float)
+    e0 = np.asarray(e0, dtype=float)
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or e0.shape != (H.shape[0],):
+        raise NtkodeError(f"need a square H (n, n) and e0 (n,); got {H.shape} and {e0.shape}")
+    if int(steps) != steps or steps < 1:
+        raise NtkodeError(f"steps must be a positive integer; got {steps!r}", param="steps")
+    env = {name: e0.copy() if init else np.zeros_like(e0) for name, init in zip(m.state_names, m.initial)}
+    E = np.empty((int(steps) + 1, e0.size))
+    scale = np.zeros(int(steps) + 1)
+    E[0] = e0
+    for k in range(1, int(steps) + 1):
+        env = apply_step(m, H, env, k, args)
+        scale[k] = scale[k - 1]
+        if renormalise:
+            norm = math.sqrt(sum(float(v @ v) for v in env.values()))
+            if norm > 0 and math.isfinite(norm):
+                env = {name: v / norm for name, v in env.items()}
+                scale[k] += math.log(norm)
+        E[k] = env["W"]
+    return E, scale
