@@ -169,6 +169,10 @@ class AssignOp:
     statement: int
 
 
+#: functions a coefficient may use (of hyper-parameters and the step counter k only)
+COEFFICIENT_FUNCTIONS = {"sqrt": sp.sqrt, "Min": sp.Min, "Max": sp.Max, "min": sp.Min, "max": sp.Max}
+
+
 class _Compiler:
     """Turns the step's statements into ops, checking syntax, linearity, symbols and weights."""
 
@@ -177,6 +181,7 @@ class _Compiler:
         self.weight: dict[str, int] = dict(states)  # current variables: name -> 1 (point) or 0 (direction)
         self.ops: list = []
         self.grads = 0
+        self.coefficients: dict[str, sp.Expr] = {}  # names defined by 'mu = (k - 1)/(k + r - 1)'
         self.used: set[str] = set()
         self.placeholders: dict[str, sp.Symbol] = {}
 
@@ -215,6 +220,8 @@ class _Compiler:
             if len(node.targets) != 1:
                 raise self.fail(i, "chained assignment (a = b = ...) is not allowed")
             targets, values = self.unpack(i, node.targets[0], node.value)
+            if len(targets) == 1 and self.define_coefficient(i, targets[0], values[0]):
+                return
         combos = [self.combo(i, v) for v in values]
         weights = [self.combo_weight(i, c) for c in combos]
         for name, w in zip(targets, weights):
@@ -233,7 +240,19 @@ class _Compiler:
             return names, list(value.elts)
         raise self.fail(i, "can only assign to names (e.g. 'W' or 'W, W_prev')")
 
+    def define_coefficient(self, i: int, name: str, node) -> bool:
+        """`name = expression` without variables or gradients names a coefficient for later statements."""
+        if any(isinstance(n, ast.Name) and (n.id in self.weight or n.id == "grad") for n in ast.walk(node)):
+            return False
+        if name in self.weight or name in self.states or name in self.hypers or name in RESERVED \
+                or name in self.coefficients or not _IDENT.match(name):
+            raise self.fail(i, f"cannot define the coefficient {name!r}: the name is taken or reserved")
+        self.coefficients[name] = self.expr(i, node)
+        return True
+
     def assign_weight(self, i: int, name: str, w: int) -> None:
+        if name in self.coefficients:
+            raise self.fail(i, f"{name!r} names a coefficient; it cannot also be a variable")
         if name in RESERVED or name in self.hypers or not _IDENT.match(name):
             raise self.fail(i, f"cannot assign to {name!r}: it is reserved or a hyper-parameter")
         if name in self.states and w != self.states[name]:
@@ -295,6 +314,8 @@ class _Compiler:
             return self.hypers[name].symbol
         if name == "k":
             return k
+        if name in self.coefficients:
+            return self.coefficients[name]
         known = list(self.weight) + list(self.hypers) + ["k"]
         assigned_later = any(re.search(rf"\b{re.escape(name)}\s*(,[^=]*)?=", s) for s in self.statements[i + 1:])
         if assigned_later:
@@ -304,13 +325,14 @@ class _Compiler:
 
     def call(self, i: int, node: ast.Call) -> sp.Expr:
         func = node.func.id
-        if func == "sqrt" and len(node.args) == 1:
-            arg = self.expr(i, node.args[0])
-            if any(s in self.placeholders.values() for s in arg.free_symbols):
-                raise self.fail(i, "sqrt of a variable is not linear")
-            return sp.sqrt(arg)
+        if func in COEFFICIENT_FUNCTIONS:
+            args = [self.expr(i, a) for a in node.args]
+            if not args or any(s in self.placeholders.values() for a in args for s in a.free_symbols):
+                raise self.fail(i, f"{func}(...) takes coefficients (hyper-parameters, k, numbers), not variables")
+            return COEFFICIENT_FUNCTIONS[func](*args)
         if func != "grad":
-            raise self.fail(i, f"unknown function {func!r}; only grad(...) and sqrt(...) are allowed")
+            raise self.fail(i, f"unknown function {func!r}; allowed: grad(...) and, on coefficients, "
+                               f"{', '.join(COEFFICIENT_FUNCTIONS)}")
         if len(node.args) != 1:
             raise self.fail(i, "grad takes exactly one argument, the point where the gradient is taken")
         point = self.combo(i, node.args[0])

@@ -33,9 +33,9 @@ def test_simulate_writes_run_file(tmp_path, capsys):
         (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "1", "--data-seed", "-1"], "--data-seed"),
         (["--method", "gd", "--width", "100000000000", "--steps", "5", "--lr", "1"], "width 100000000000"),
         (["--method", "gd", "--width", "32", "--steps", "5", "--lr", "1", "--momentum", ".5"],
-         "--momentum does not apply to method gd"),
+         "method 'gd' has no hyper-parameter 'momentum'"),
         (["--method", "hb", "--width", "32", "--steps", "5", "--lr", "1", "--momentum", ".5", "--r", "3"],
-         "--r does not apply to method hb"),
+         "method 'hb' has no hyper-parameter 'r'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv, match, tmp_path, capsys):

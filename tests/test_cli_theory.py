@@ -1,6 +1,8 @@
 """`ntkode derive` / `ntkode rates`: JSON contents and one-line errors with exit code 2."""
 import json
+import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,9 +68,10 @@ def test_ode_and_optimal_json(capsys):
     out = run_json(capsys, "rates", "nag", "--eigs", "0.5,1", "--r", "3", "--ode", "--json")
     assert (out["exponent"], out["order"]) == (0.0, pytest.approx(1.5))
     out = run_json(capsys, "rates", "hb", "--eigs", "0.25,1", "--optimal", "--json")
-    assert out["rate"] == pytest.approx(1 / 3) and "lr" in out and "momentum" in out
+    assert out["rate"] == pytest.approx(1 / 3) and set(out["hyper"]) == {"eta", "beta"}
+    assert out["hyper"]["eta"] == pytest.approx(16 / 9) and out["hyper"]["beta"] == pytest.approx(1 / 9)  # Polyak
     out = run_json(capsys, "rates", "hb", "--eigs", "0.25,1", "--optimal", "--ode", "--json")
-    assert (out["damping"], out["exponent"]) == (pytest.approx(1.0), pytest.approx(0.5))
+    assert (out["hyper"]["gamma"], out["exponent"]) == (pytest.approx(1.0), pytest.approx(0.5))
 
 
 @pytest.mark.parametrize("method", ["gd", "hb", "nag-sc", "nag", "mom2"])
@@ -82,8 +85,10 @@ def test_derive_json_sympifies(capsys, method):
 
 
 def test_real_subprocess():
-    ok = subprocess.run(["ntkode", "rates", "gd", "--eigs", "1,2", "--lr", "0.5", "--json"],
+    """The installed console script (next to this interpreter, as in a virtualenv)."""
+    script = os.path.join(os.path.dirname(sys.executable), "ntkode")
+    ok = subprocess.run([script, "rates", "gd", "--eigs", "1,2", "--lr", "0.5", "--json"],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and json.loads(ok.stdout)["rate"] == pytest.approx(0.5)
-    bad = subprocess.run(["ntkode", "rates", "gd", "--eigs", "1", "--lr", "0"], capture_output=True, text=True)
+    bad = subprocess.run([script, "rates", "gd", "--eigs", "1", "--lr", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

@@ -46,8 +46,11 @@ def declare(**changes) -> Method:
     (dict(step=["W = W - eta*grad(d)"], state={"W": "W0", "d": "0"}), r"direction, not a point"),
     (dict(step=["W = W/2 - eta*grad(W)"]), r"neither a point"),
     (dict(step=["W = W + eta"]), r"constant"),
+    (dict(step=["eta = 2", "W = W - eta*grad(W)"]), r"cannot define the coefficient 'eta'"),
+    (dict(step=["c = 2*eta", "c = W - c*grad(W)"]), r"'c' names a coefficient"),
     (dict(step=["W = W - eta*grad(W)", "d = W"], state={"W": "W0", "d": "0"}), r"'d' is a direction"),
     (dict(step=["W = W - eta*foo(W)"]), r"unknown function 'foo'"),
+    (dict(step=["W = W - Min(eta, W)*grad(W)"]), r"takes coefficients"),
     (dict(step=["W == W"]), r"must be one assignment"),
     (dict(step=["g = grad(W)"]), r"never assigns W"),
     (dict(step="W = W - eta*grad(W)"), r"non-empty list"),
@@ -353,6 +356,14 @@ def test_methods_command_and_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"ntkode {__version__}"
+
+
+def test_coefficients_may_use_min_of_the_step_counter():
+    """A start-up written as Min(1, k - 1): no step at k = 1, full steps after (the seed notebook's buffers)."""
+    m = declare(step=["start = Min(1, k - 1)", "W = W - start*eta*grad(W)"])
+    E, _ = iterate(m, [[1.0]], [1.0], 3, eta=0.5)
+    assert E[:, 0] == pytest.approx([1.0, 1.0, 0.5, 0.25])
+    assert m.time_varying and derive(m).rate_polynomial == derive("gd").rate_polynomial
 
 
 def test_a_declaration_given_as_dict_file_or_object_is_the_same_method(tmp_path):

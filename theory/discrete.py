@@ -39,8 +39,16 @@ def _rate_polynomial(m: Method) -> sp.Expr:
     if not poly.has(k):
         return poly
     coeffs = sp.Poly(poly, z).all_coeffs()
-    limits = [sp.factor(sp.limit(c, k, sp.oo)) for c in coeffs]
+    limits = [sp.factor(limit_in_k(c)) for c in coeffs]
     return sum(c * z**i for i, c in enumerate(reversed(limits)))
+
+
+def limit_in_k(expr: sp.Expr) -> sp.Expr:
+    """lim_{k->inf} expr; Min and Max are continuous, so their limits are taken argument by argument first
+    (sympy's limit cannot see through them)."""
+    inner = expr.replace(lambda e: isinstance(e, (sp.Min, sp.Max)) and e.has(k),
+                         lambda e: e.func(*[limit_in_k(a) for a in e.args]))
+    return sp.limit(inner, k, sp.oo)
 
 
 def monic_coefficients(poly: sp.Expr, var: sp.Symbol = z) -> list[sp.Expr]:
