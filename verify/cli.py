@@ -1,4 +1,4 @@
-"""The `ntkode` command line: derive | rates | simulate | verify | bench-rates | bench-simulate.
+"""The `ntkode` command line: derive | rates | simulate | sweep | verify | bench-rates | bench-simulate | bench-sweep.
 
 Thin by design: each subcommand's module registers its parser and handler; any
 NtkodeError becomes one line on stderr and exit code 2.
@@ -18,7 +18,8 @@ from ntkode.errors import NtkodeError
 
 #: subcommand -> the module of this package that registers it (imported only when needed)
 COMMANDS = {"derive": "cli_theory", "rates": "cli_theory", "simulate": "cli_simulate", "verify": "cli_verify",
-            "bench-rates": "bench_rates", "bench-simulate": "bench_simulate"}
+            "bench-rates": "bench_rates", "bench-simulate": "bench_simulate", "sweep": "cli_sweep",
+            "bench-sweep": "bench_sweep"}
 
 #: library parameter -> command-line flag where the two differ (otherwise the flag is --param)
 FLAGS = {"widths": "--width", "seed": "--data-seed", "out_dir": "--out"}
