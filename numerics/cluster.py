@@ -71,9 +71,9 @@ def local_cluster(n: int | None = None, quiet: bool = True):
     distributed = _distributed()
     envs = worker_environments(n, visible_gpus(), os.cpu_count() or 1)
     level = logging.ERROR if quiet else logging.WARNING
-    workers = {f"ntkode-{i}": {"cls": distributed.Nanny, "options": {"nthreads": 1, "env": env, "silence_logs": level}}
+    workers = {f"ntkode-{i}": {"cls": distributed.Nanny, "options": {"nthreads": 1, "env": env, "silence_logs": level, "dashboard": False}}
                for i, env in enumerate(envs)}
-    scheduler = {"cls": distributed.Scheduler, "options": {"dashboard_address": None}}
+    scheduler = {"cls": distributed.Scheduler, "options": {"dashboard": False, "dashboard_address": ":0"}}
     return distributed.SpecCluster(workers=workers, scheduler=scheduler, silence_logs=level)
 
 

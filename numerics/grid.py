@@ -44,12 +44,13 @@ from .sweep import make_task, positive_widths, run_tasks, seed_list
 
 GRID_KEYS = ("name", "method", "dataset", "steps", "seeds", "widths", "hyper", "options")
 REQUIRED = ("name", "method", "dataset", "steps", "widths", "hyper")
-#: per data set: its loader and the keys it takes (besides `name`)
-DATASETS: dict[str, tuple[Callable, tuple[str, ...]]] = {
-    "sphere": (lambda n, d, seed=0: sphere_data(n, d, seed), ("n", "d", "seed")),
-    "paper": (lambda n, seed=0, normalise=False: paper_data(n, seed, normalise=normalise), ("n", "seed", "normalise")),
-    "digits": (lambda n, seed=0, classes=(0, 1): digits_data(n, tuple(classes), seed), ("n", "seed", "classes")),
-    "file": (lambda path: load_data(path), ("path",)),
+#: per data set: its loader, the keys it needs and the keys it may take (besides `name`)
+DATASETS: dict[str, tuple[Callable, tuple[str, ...], tuple[str, ...]]] = {
+    "sphere": (lambda n, d, seed=0: sphere_data(n, d, seed), ("n", "d"), ("seed",)),
+    "paper": (lambda n, seed=0, normalise=False: paper_data(n, seed, normalise=normalise), ("n",),
+              ("seed", "normalise")),
+    "digits": (lambda n, seed=0, classes=(0, 1): digits_data(n, tuple(classes), seed), ("n",), ("seed", "classes")),
+    "file": (lambda path: load_data(path), ("path",), ()),
 }
 OPTION_KEYS = ("loss", "train", "kappa", "space", "dtype", "device")
 #: the table's columns after the method and the hyper-parameters
@@ -87,7 +88,7 @@ class Grid:
     def data(self) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of the grid's data set."""
         spec = dict(self.dataset)
-        loader, _ = DATASETS[spec.pop("name")]
+        loader = DATASETS[spec.pop("name")][0]
         return loader(**spec)
 
     def configurations(self) -> list[Config]:
@@ -158,7 +159,11 @@ def _dataset(source: str, folder: str, value: Any) -> dict:
     name = value["name"]
     if name not in DATASETS:
         raise _fail(source, f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    _unknown(source, f"dataset {name}", [k for k in value if k != "name"], DATASETS[name][1])
+    _, needed, optional = DATASETS[name]
+    _unknown(source, f"dataset {name}", [k for k in value if k != "name"], needed + optional)
+    absent = [key for key in needed if key not in value]
+    if absent:
+        raise _fail(source, f"dataset {name} needs {', '.join(needed)}; missing {absent[0]!r}")
     spec = dict(value)
     if name == "file":
         spec["path"] = os.path.join(folder, str(spec.get("path", "")))
@@ -233,8 +238,8 @@ def _check_data(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         return grid.data()
     except NtkodeError as err:
         raise _fail(grid.source, f"dataset: {err}") from None
-    except TypeError as err:  # a missing or mistyped loader argument
-        raise _fail(grid.source, f"dataset {grid.dataset['name']}: {err}") from None
+    except TypeError as err:  # a value of the wrong type (a string for n, ...)
+        raise _fail(grid.source, f"dataset {grid.dataset['name']}: a value has the wrong type ({err})") from None
 
 
 def _fitted(err: np.ndarray, diverged: bool) -> tuple[float, float]:
