@@ -304,3 +304,26 @@ def test_scheduler_client_local_runs_a_grid(tmp_path):
     assert done.computed == CONFIGS
     assert_same_table(read_table(done.table_path),
                       read_table(run_grid(path, tmp_path / "seq", progress=False, fmt="csv").table_path))
+
+
+GRIDS = os.path.join(os.path.dirname(__file__), "..", "notebooks", "grids")
+
+
+@pytest.mark.parametrize("name, configs, seeds", [("hb-width", 3 * 13, 1), ("nag-width", 3 * 8, 1),
+                                                  ("nag-average", 3 * 8, 10)])
+def test_shipped_paper_grids_load_and_run_reduced(name, configs, seeds, tmp_path):
+    """The seed notebook's grids: their size as in the notebook, lr below 1/lambda_max(H-inf) as their
+    comments say (lambda_max computed here), and a reduced copy (2 small widths, 8 steps, n = 40) runs."""
+    import dataclasses
+
+    pytest.importorskip("sklearn")
+    grid = load_grid(os.path.join(GRIDS, f"{name}.toml"))
+    assert grid.name == name and len(grid.configurations()) == configs and len(grid.seeds) == seeds
+    X, _ = grid.data()
+    lam_max = np.linalg.eigvalsh(ntk_infinite(X, "W", 1.0, grid.options["loss"]))[-1]
+    assert all(0.95 / lam_max < lr < 1 / lam_max for lr in grid.hyper["lr"])
+    small = dataclasses.replace(grid, widths=(16, 24), steps=8, seeds=grid.seeds[:2],
+                                dataset={**grid.dataset, "n": 40})
+    done = run_grid(small, tmp_path, progress=False, fmt="csv")
+    assert done.computed == 2 * configs // len(grid.widths)
+    assert not any(read_table(done.table_path)["diverged"])
