@@ -78,8 +78,9 @@ def local_cluster(n: int | None = None, quiet: bool = True):
 
 
 @contextlib.contextmanager
-def scheduler_client(spec: str | None, quiet: bool = True) -> Iterator[object | None]:
-    """A dask Client for a --scheduler value (closed afterwards, with its cluster), or None for None."""
+def scheduler_client(spec: str | None, quiet: bool = True, timeout: str = "10s") -> Iterator[object | None]:
+    """A dask Client for a --scheduler value (closed afterwards, with its cluster), or None for None.
+    `timeout`: how long to try reaching a tcp:// scheduler."""
     if spec is None:
         yield None
         return
@@ -90,7 +91,7 @@ def scheduler_client(spec: str | None, quiet: bool = True) -> Iterator[object | 
             yield client
         return
     try:
-        client = distributed.Client(value, timeout="10s")
+        client = distributed.Client(value, timeout=timeout)
     except (OSError, TimeoutError) as err:
         raise NtkodeError(f"scheduler {value}: cannot connect ({err})", param="scheduler") from None
     with client:

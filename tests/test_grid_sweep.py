@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ntkode.errors import NtkodeError
-from ntkode.numerics import SimulationResult, init_network, ntk_empirical, ntk_infinite, simulate, sphere_data
+from ntkode.numerics import init_network, ntk_empirical, ntk_infinite, simulate, sphere_data
 from ntkode.numerics.cluster import parse_scheduler, scheduler_client, worker_environments
 from ntkode.numerics.grid import load_grid, plot_table, read_table, run_grid
 from ntkode.theory import spectral_radius
@@ -327,3 +327,24 @@ def test_shipped_paper_grids_load_and_run_reduced(name, configs, seeds, tmp_path
     done = run_grid(small, tmp_path, progress=False, fmt="csv")
     assert done.computed == 2 * configs // len(grid.widths)
     assert not any(read_table(done.table_path)["diverged"])
+
+
+def test_tcp_scheduler_runs_a_grid_and_an_unreachable_one_is_one_error(dask_client, tmp_path):
+    path = write_grid(tmp_path)
+    with scheduler_client(dask_client.scheduler.address) as client:
+        done = run_grid(path, tmp_path / "out", client=client, progress=False, fmt="csv")
+    assert done.computed == CONFIGS
+    with pytest.raises(NtkodeError, match=r"^scheduler tcp://127.0.0.1:1: cannot connect"):
+        with scheduler_client("tcp://127.0.0.1:1", timeout="1s"):
+            pass
+
+
+def test_without_pyarrow_the_table_is_csv_and_parquet_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    path = write_grid(tmp_path)
+    assert run_grid(path, tmp_path / "out", progress=False).table_path.endswith("tiny.csv")
+    assert main(["sweep", path, "--out", str(tmp_path / "other"), "--format", "parquet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--format parquet needs pyarrow" in err
+    assert not (tmp_path / "other").exists()
