@@ -87,6 +87,7 @@ def test_table_rows_agree_with_independent_computation(tmp_path):
         run = simulate(row["method"], X, y, [row["width"]], 40, [row["seed"]], setting, progress=False)
         err = run.error_norm[0, 0, 0]
         assert row["final_error"] == pytest.approx(err[-1], rel=1e-12, nan_ok=True)
+        assert row["initial_error"] == pytest.approx(err[0], rel=1e-12)
         assert row["diverged"] == bool(run.diverged[0, 0, 0]) == (row["lr"] == 40.0)
         assert row["predicted_rate_inf"] == pytest.approx(spectral_radius(row["method"], lam_inf, **setting).rate,
                                                           rel=1e-10)
@@ -348,3 +349,22 @@ def test_without_pyarrow_the_table_is_csv_and_parquet_is_refused(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--format parquet needs pyarrow" in err
     assert not (tmp_path / "other").exists()
+
+
+def test_refused_grid_keeps_a_folder_that_existed(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    text = GRID.replace("widths = [16, 32]", "widths = [100000000000]")  # refused inside the first task
+    assert main(["sweep", write_grid(tmp_path, text), "--out", str(tmp_path / "out")]) == 2
+    assert "width 100000000000" in capsys.readouterr().err
+    assert (tmp_path / "out").is_dir() and list((tmp_path / "out").iterdir()) == []  # parts/ and locks gone
+
+
+def test_bench_sweep_table_difference_and_bad_flags(capsys):
+    bench_sweep = importlib.import_module("ntkode.verify.bench_sweep")
+    a = {"method": ["hb", "hb"], "x": [1.0, math.nan]}
+    assert bench_sweep.max_table_difference(a, {"method": ["hb", "hb"], "x": [1.0, math.nan]}) == 0
+    assert bench_sweep.max_table_difference(a, {"method": ["hb", "hb"], "x": [1.5, math.nan]}) == 0.5
+    assert bench_sweep.max_table_difference(a, {"method": ["hb", "gd"], "x": [1.0, math.nan]}) == math.inf
+    assert len(bench_sweep.bench_grid(8, 4, 10, 2).configurations()) == 48
+    assert main(["bench-sweep", "--workers", "0"]) == 2
+    assert "--workers must be a positive integer" in capsys.readouterr().err
