@@ -130,9 +130,10 @@ class Task:
 
 def make_task(method: str, X: np.ndarray, y: np.ndarray, width: int, steps: int, seeds: Sequence[int],
               settings: Sequence[dict], options: dict, out_dir: str) -> Task:
-    """The task of one width: each setting's key and part path under out_dir."""
+    """The task of one width: each setting's key and part path under out_dir (made absolute: a
+    remote worker's working folder is not ours)."""
     keys = tuple(part_key(method, X, y, width, s, steps, seeds, options) for s in settings)
-    paths = tuple(os.path.join(out_dir, part_name(method, width, key)) for key in keys)
+    paths = tuple(os.path.join(os.path.abspath(out_dir), part_name(method, width, key)) for key in keys)
     return Task(method, X, y, int(width), int(steps), tuple(seeds), tuple(settings), dict(options), paths, keys)
 
 

@@ -294,3 +294,9 @@ def test_sweep_on_an_executor_equals_sequential(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         got = sweep(**SWEEP, out_dir=tmp_path, progress=False, client=pool)
     np.testing.assert_array_equal(got.error_norm, simulate(**SWEEP, progress=False).error_norm)
+
+
+def test_part_paths_are_absolute_for_remote_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    task = sweep_module.make_task("hb", X0, Y0, 8, 6, [0], [{"lr": 0.5, "momentum": 0.3}], {}, "relative")
+    assert task.paths[0].startswith(str(tmp_path / "relative") + os.sep)
