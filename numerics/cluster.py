@@ -70,7 +70,7 @@ def local_cluster(n: int | None = None, quiet: bool = True):
     """A SpecCluster of len(worker_environments(...)) Nanny processes, one task at a time each."""
     distributed = _distributed()
     envs = worker_environments(n, visible_gpus(), os.cpu_count() or 1)
-    level = logging.ERROR if quiet else logging.WARNING
+    level = logging.CRITICAL if quiet else logging.WARNING  # quiet: task errors reach the caller, not the log
     workers = {f"ntkode-{i}": {"cls": distributed.Nanny, "options": {"nthreads": 1, "env": env, "silence_logs": level, "dashboard": False}}
                for i, env in enumerate(envs)}
     scheduler = {"cls": distributed.Scheduler, "options": {"dashboard": False, "dashboard_address": ":0"}}
