@@ -393,7 +393,8 @@ def setting_label(row: dict, names: Sequence[str]) -> str:
 def plot_table(table: dict[str, list], hyper_names: Sequence[str], path: str) -> str:
     """The standard figure: per setting, the final error (left) and the rate gap
     |fitted - predicted(H-inf)| (right) against width, median over the seeds that did not
-    diverge, bars from the smallest to the largest. Written atomically to `path` (.png)."""
+    diverge, bars from the smallest to the largest; settings that diverged everywhere are
+    listed under the plots. Written atomically to `path` (.png)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -404,6 +405,7 @@ def plot_table(table: dict[str, list], hyper_names: Sequence[str], path: str) ->
     for row in rows:
         groups.setdefault(setting_label(row, hyper_names), []).append(row)
     fig, (ax_err, ax_gap) = plt.subplots(1, 2, figsize=(11, 4.2))
+    all_diverged = [label for label, members in groups.items() if all(r["diverged"] for r in members)]
     for label, members in groups.items():
         for ax, value in ((ax_err, lambda r: r["final_error"]),
                           (ax_gap, lambda r: abs(r["fitted_rate"] - r["predicted_rate_inf"]))):
@@ -426,8 +428,11 @@ def plot_table(table: dict[str, list], hyper_names: Sequence[str], path: str) ->
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = ax_err.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
-    fig.tight_layout(rect=(0, 0.08 + 0.04 * (len(labels) // 4), 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
+                   bbox_to_anchor=(0.5, 0.04 if all_diverged else 0.0))
+    if all_diverged:
+        fig.text(0.01, 0.01, "diverged for every seed and width (not drawn): " + "; ".join(all_diverged), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * (len(labels) // 4) + 0.04 * bool(all_diverged), 1, 1))
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
     return path
