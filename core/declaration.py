@@ -465,6 +465,7 @@ class Method:
     tunings: Mapping[str, Mapping[str, sp.Expr]] = field(default_factory=dict)
     source: str = "built-in"
     fingerprint: str = ""
+    declaration: Mapping[str, Any] = field(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Method) and other.fingerprint == self.fingerprint
@@ -474,6 +475,10 @@ class Method:
 
     def __repr__(self) -> str:
         return f"Method({self.name!r}, source={self.source!r})"
+
+    def __reduce__(self):
+        """Pickled as its declaration (compiled functions do not travel to worker processes)."""
+        return (Method.from_dict, (self.declaration, self.source, self.source == "built-in"))
 
     # construction --------------------------------------------------------------------------------
     @classmethod
@@ -512,7 +517,8 @@ class Method:
         text = {key: str(spec.get(key, "")) for key in ("title", "reference", "notes")}
         return cls(name=name, title=text["title"] or name, reference=text["reference"], notes=text["notes"],
                    step=tuple(step), hyper=tuple(hypers.values()), states=tuple((n, v) for n, v in spec["state"].items()),
-                   ops=ops, ode=ode, optimum=optimum, tunings=tunings, source=source, fingerprint=digest)
+                   ops=ops, ode=ode, optimum=optimum, tunings=tunings, source=source, fingerprint=digest,
+                   declaration=_plain(spec))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "Method":

@@ -5,9 +5,11 @@ from .kernels import check_data, kernel_drift, kernel_spectrum, ntk_empirical, n
 from .network import forward, init_network
 from .result import SimulationResult
 from .simulate import simulate
+from .grid import load_grid, read_table, run_grid
 from .sweep import sweep
 
 __all__ = [
     "SimulationResult", "check_data", "digits_data", "forward", "get_xp", "init_network", "kernel_drift",
-    "kernel_spectrum", "load_data", "ntk_empirical", "ntk_infinite", "paper_data", "simulate", "sphere_data", "sweep",
+    "kernel_spectrum", "load_data", "load_grid", "ntk_empirical", "ntk_infinite", "paper_data", "read_table", "run_grid",
+    "simulate", "sphere_data", "sweep",
 ]

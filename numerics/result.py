@@ -2,20 +2,49 @@
 
 In a saved file the setting axis is dropped when there is a single setting, so
 `error_norm` has shape (widths, seeds, steps+1) there; `load` restores it.
+Files are written atomically (`files.atomic_write`) and carry a SHA-256 checksum of their
+entries, checked on load, so a truncated or bit-flipped file is refused, never half-read.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import zipfile
 from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 
 from ntkode.errors import NtkodeError
 
+from .files import atomic_write
+
 #: arrays whose axis 1 is the setting axis
 PER_SETTING = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")
 _SCALARS = ("method", "loss", "train", "kappa", "space", "device", "dtype", "steps")
+#: entries of a saved file that are not fields: the caller's key (`save(key=...)`) and the checksum
+KEY, CHECKSUM = "key", "checksum"
+
+
+def checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every entry's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(json.dumps([name, value.dtype.str, list(value.shape)]).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _read_npz(path) -> dict[str, np.ndarray]:
+    """Every entry of an .npz file; NtkodeError for a missing, truncated or malformed one."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise NtkodeError(f"cannot read simulation file {path}: no such file") from None
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise NtkodeError(f"cannot read simulation file {path}: it is corrupt or not an .npz file ({err})") from None
 
 
 @dataclass
@@ -58,9 +87,10 @@ class SimulationResult:
     device: str = "cpu"
     dtype: str = "float64"
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write every field to `path` (.npz); the setting axis is dropped for a single setting.
-        NtkodeError when the file cannot be written."""
+    def save(self, path: str | os.PathLike, key: str | None = None) -> None:
+        """Write every field to `path` (.npz) atomically, with a checksum; the setting axis is
+        dropped for a single setting. `key` (a string) is stored for `load(key=...)` to check.
+        NtkodeError when the file cannot be written (no temporary file stays behind)."""
         squeeze = len(self.settings) == 1
         arrays: dict[str, np.ndarray] = {}
         for f in fields(self):
@@ -75,23 +105,32 @@ class SimulationResult:
         meta = {name: getattr(self, name) for name in _SCALARS}
         meta.update(settings=self.settings)
         arrays["meta"] = np.array(json.dumps(meta))
-        try:
-            with open(path, "wb") as handle:
-                np.savez(handle, **arrays)
-        except OSError as err:
-            raise NtkodeError(f"cannot write simulation file {path}: {err.strerror or err}") from None
+        if key is not None:
+            arrays[KEY] = np.array(key)
+        arrays[CHECKSUM] = np.array(checksum(arrays))
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SimulationResult":
-        """Read a file written by `save`."""
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError) as err:
-            raise NtkodeError(f"cannot read simulation file {path}: {err}") from None
+    def load(cls, path: str | os.PathLike, key: str | None = None) -> "SimulationResult":
+        """Read a file written by `save`: NtkodeError if it is corrupt (checksum), if `key` is
+        given and differs from the stored one, or if it does not match this version's fields.
+        Files saved without a checksum (by older versions) are read unchecked unless a key is asked for."""
+        arrays = _read_npz(path)
+        stored = arrays.pop(CHECKSUM, None)
+        if stored is not None and str(stored) != checksum(arrays):
+            raise NtkodeError(f"simulation file {path} is corrupt: its checksum does not match its contents")
+        stored_key = arrays.pop(KEY, None)
+        if key is not None and (stored is None or stored_key is None or str(stored_key) != key):
+            raise NtkodeError(f"simulation file {path} holds a different computation than its name says "
+                              "(its stored key differs)")
         if "meta" not in arrays:
             raise NtkodeError(f"{path} is not a file written by ntkode simulate (no 'meta')")
-        meta = json.loads(str(arrays.pop("meta")))
+        try:
+            meta = json.loads(str(arrays.pop("meta")))
+        except ValueError:
+            raise NtkodeError(f"{path} is corrupt: its 'meta' entry is not JSON") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("settings"), list):
+            raise NtkodeError(f"{path} is corrupt: its 'meta' entry lacks the settings")
         squeeze = len(meta["settings"]) == 1
         kwargs: dict = {**meta}
         for name in ("final_W", "final_a"):

@@ -88,3 +88,73 @@ def test_interrupted_simulate_resumes_without_recomputing_finished_widths(tmp_pa
     assert main(argv + ["--out", str(tmp_path / "whole.npz")]) == 0
     with np.load(out) as resumed, np.load(tmp_path / "whole.npz") as whole:
         np.testing.assert_array_equal(resumed["error_norm"], whole["error_norm"])
+
+
+SMALL = ["simulate", "--method", "hb", "--dataset", "sphere", "--n", "6", "--d", "3", "--width", "8,9",
+         "--steps", "5", "--lr", "0.5", "--momentum", "0.3", "--seeds", "2", "--quiet"]
+
+
+def test_empty_out_is_refused_before_simulating(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    simulated = []
+    monkeypatch.setattr(cli_simulate, "sweep", lambda *a, **kw: simulated.append(a))
+    assert main(SMALL + ["--out", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out must name a file" in err
+    assert not simulated and list(tmp_path.iterdir()) == []
+
+
+def test_refused_input_leaves_no_parts_folder(tmp_path, capsys):
+    """A width whose memory need is refused is found only inside the sweep: nothing stays behind."""
+    out = tmp_path / "r.npz"
+    argv = [a if a != "8,9" else "100000000000,8" for a in SMALL]
+    assert main(argv + ["--out", str(out)]) == 2
+    assert "width 100000000000" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_second_run_on_the_same_out_is_refused_while_the_first_holds_it(tmp_path, capsys, monkeypatch):
+    from ntkode.numerics.files import exclusive
+
+    out = tmp_path / "r.npz"
+    simulated = []
+    monkeypatch.setattr(cli_simulate, "sweep", lambda *a, **kw: simulated.append(a))
+    with exclusive(f"{out}.lock", "the first run"):
+        assert main(SMALL + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is in use by another ntkode run" in err and str(out) in err
+    assert not simulated and not out.exists()
+    monkeypatch.undo()
+    assert main(SMALL + ["--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.npz"]  # no lock, no parts, no temporaries
+
+
+def test_full_disk_at_the_final_write_leaves_no_run_file_and_resumes(tmp_path, capsys, monkeypatch):
+    """ENOSPC while writing RUN.npz: exit 2 with one line, no RUN.npz and no temporary; the parts stay,
+    so the rerun (disk freed) computes nothing and writes the file."""
+    import errno
+    import os
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    files_module = importlib.import_module("ntkode.numerics.files")
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / ".r.npz.")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    out = tmp_path / "r.npz"
+    monkeypatch.setattr(files_module.os, "fsync", fsync)
+    assert main(SMALL + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.npz.parts"]
+    assert len([p for p in (tmp_path / "r.npz.parts").iterdir()]) == 2
+    monkeypatch.undo()
+    sweep_module = importlib.import_module("ntkode.numerics.sweep")
+    calls = []
+    monkeypatch.setattr(sweep_module, "simulate", lambda *a, **kw: calls.append(a))
+    assert main(SMALL + ["--out", str(out)]) == 0
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["r.npz"]

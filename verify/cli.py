@@ -1,4 +1,5 @@
-"""The `ntkode` command line: derive | rates | methods | simulate | verify | bench-rates | bench-simulate.
+"""The `ntkode` command line: derive | rates | methods | simulate | sweep | verify | bench-rates |
+bench-simulate | bench-sweep.
 
 Thin by design: each subcommand's module registers its parser and handler; any
 NtkodeError becomes one line on stderr and exit code 2.
@@ -17,8 +18,9 @@ from ntkode import __version__
 from ntkode.errors import NtkodeError
 
 #: subcommand -> the module of this package that registers it (imported only when needed)
-COMMANDS = {"derive": "cli_theory", "rates": "cli_theory", "methods": "cli_theory", "simulate": "cli_simulate", "verify": "cli_verify",
-            "bench-rates": "bench_rates", "bench-simulate": "bench_simulate"}
+COMMANDS = {"derive": "cli_theory", "rates": "cli_theory", "methods": "cli_theory", "simulate": "cli_simulate",
+            "sweep": "cli_sweep", "verify": "cli_verify", "bench-rates": "bench_rates", "bench-simulate": "bench_simulate",
+            "bench-sweep": "bench_sweep"}
 
 #: library parameter -> command-line flag where the two differ (otherwise the flag is --param)
 FLAGS = {"widths": "--width", "seed": "--data-seed", "out_dir": "--out"}

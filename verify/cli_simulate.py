@@ -12,8 +12,10 @@ import numpy as np
 from ntkode.declaration import builtin_names, load_method
 from ntkode.errors import NtkodeError
 from ntkode.numerics import digits_data, load_data, paper_data, sphere_data, sweep
+from ntkode.numerics.files import exclusive
 
 from .cli_hyper import add_hyper_flags, given_hyper
+from .cli_sweep import one_line_warnings
 
 #: the built-ins' hyper-parameter aliases that `ntkode simulate` takes as flags
 SIMULATE_FLAGS = ("lr", "momentum", "momentum2", "r")
@@ -38,6 +40,8 @@ def _data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_out(path: str) -> None:
     """NtkodeError unless `path` can be written: its folder exists and is writable, and it is not a folder."""
+    if not path:
+        raise NtkodeError("--out must name a file such as RUN.npz; got ''")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise NtkodeError(f"--out {path}: folder {folder} does not exist")
@@ -54,12 +58,13 @@ def handle(args: argparse.Namespace) -> int:
     X, y = _data(args)
     quiet = args.quiet or not sys.stderr.isatty()
     parts = f"{args.out}.parts"  # one file per finished width: the same command resumes after an interruption
-    result = sweep(
-        method, X, y, _widths(args.width), args.steps, args.seeds, hyper, out_dir=parts, progress=not quiet,
-        device=args.device, loss=args.loss, train=args.train, kappa=args.kappa,
-    )
-    result.save(args.out)
-    shutil.rmtree(parts)
+    with exclusive(f"{args.out}.lock", f"--out {args.out}"), one_line_warnings("simulate"):
+        result = sweep(
+            method, X, y, _widths(args.width), args.steps, args.seeds, hyper, out_dir=parts, progress=not quiet,
+            device=args.device, loss=args.loss, train=args.train, kappa=args.kappa,
+        )
+        result.save(args.out)  # atomic: temporary file, fsync, os.replace
+        shutil.rmtree(parts)
     final = result.error_norm[:, 0, :, -1]
     summary = {
         "out": args.out, "method": method.name, "setting": result.settings[0], "device": result.device,
