@@ -46,6 +46,7 @@ class Problem:
     train: str  # "W" or "both"
     loss: str
     dtype: object
+    a_step: float = 1.0  # the second layer's step factor: m in the standard parametrisation (network.standard_to_ntk)
 
 
 def ring_weights(coefs: np.ndarray) -> np.ndarray:
@@ -203,10 +204,12 @@ class Batch:
         return self._error(Y, aY)
 
     def _train_a(self, k: int, Y, aY, coef) -> None:
-        """a_k = sum_j a_j(k) a_{k-1-j} - eta s relu(Y) e_Y (relu(Y) in T)."""
+        """a_k = sum_j a_j(k) a_{k-1-j} - c eta s relu(Y) e_Y (relu(Y) in T), c = `Problem.a_step`."""
         xp = self.xp
         R = xp.maximum(Y, 0, out=self.T)
         grad_a = xp.matmul(R, coef[:, :, None])[:, :, 0]
+        if self.prob.a_step != 1.0:
+            grad_a *= self.prob.a_step
         self._advance(self.ah, k, grad_a, xp.empty_like(aY), aY)
 
     def _advance(self, hist: History, k: int, grad, scratch, lookahead=None):
@@ -283,7 +286,8 @@ class Batch:
     # -- kernels -------------------------------------------------------------------------------
     def kernels(self):
         """H(W_k) of the active runs, (B_active, n, n) on the host."""
-        H = empirical_from_preactivations(self.Z.latest(), self._a_latest(), self.prob.G, self.prob.train, self.prob.loss)
+        prob = self.prob
+        H = empirical_from_preactivations(self.Z.latest(), self._a_latest(), prob.G, prob.train, prob.loss, prob.a_step)
         return to_host(H)
 
     def run(self, drift_steps, on_step=None) -> dict:
