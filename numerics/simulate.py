@@ -269,7 +269,7 @@ def apply_preset(preset: str | None, parametrization: str, init, train: str, los
         if callable(value):
             continue  # user-given initial weights replace the preset's draw
         if value not in (defaults[name], fixed[name]):
-            raise NtkodeError(f"preset {preset!r} sets {name}={fixed[name]!r}; got {name}={value!r}", param=name)
+            raise NtkodeError(f"preset {preset!r} fixes {name} to {fixed[name]!r}; got {value!r}", param=name)
     init = init if callable(init) else fixed["init"]
     return fixed["parametrization"], init, fixed["train"], fixed["loss"]
 
