@@ -150,6 +150,21 @@ def mnist_data(
     return X, y
 
 
+def two_class_images(n: int, classes: tuple[int, int] = (0, 1), seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(X, y, name): n images of two digit classes, unit-norm rows, labels -1/+1 (classes[0]/classes[1]).
+
+    MNIST's 5k subset (`mnist_data`) when the mnist extra is installed, else scikit-learn's 8x8 digits
+    (`digits_data`); `name` says which.
+    """
+    try:
+        _mnist_file()
+    except NtkodeError:
+        X, y = digits_data(n, classes=classes, seed=seed)
+        return X, y, "digits"
+    X, y = mnist_data(n, classes=classes, seed=seed, scaling="unit-norm", labels="pm1")
+    return X, y, "MNIST"
+
+
 def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) from a .npz file with arrays `X` (n, d) and `y` (n,)."""
     try:
