@@ -15,7 +15,7 @@ from ntkode.errors import NtkodeError
 
 #: arrays whose axis 1 is the setting axis
 PER_SETTING = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")
-_SCALARS = ("method", "loss", "train", "kappa", "space", "device", "dtype", "steps")
+_SCALARS = ("method", "loss", "train", "kappa", "space", "device", "dtype", "steps", "parametrization")
 
 
 @dataclass
@@ -57,6 +57,7 @@ class SimulationResult:
     space: str = "z"
     device: str = "cpu"
     dtype: str = "float64"
+    parametrization: str = "ntk"  # "standard": lam_inf is H(W_0) of the first width's first seed; final_W is [W, b]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write every field to `path` (.npz); the setting axis is dropped for a single setting.

@@ -362,6 +362,7 @@ def _assemble(opts: Options, table: RunTable, widths: np.ndarray, X, y, per_widt
         lam_emp=np.stack([pw["lam_emp"] for pw in per_width]),
         final_W=per_width_list("final_W"), final_a=per_width_list("final_a"),
         loss=opts.loss, train=opts.train, kappa=float(opts.kappa), space=opts.space, device=device, dtype=opts.dtype,
+        parametrization=opts.parametrization,
     )
 
 

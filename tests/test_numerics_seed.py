@@ -10,7 +10,8 @@ import pytest
 
 from ntkode.errors import NtkodeError
 from ntkode.numerics import data as data_module
-from ntkode.numerics import kernel_spectrum, mnist_data, ntk_empirical, simulate, sphere_data
+from ntkode.numerics import (SimulationResult, kernel_spectrum, mnist_data, ntk_empirical, simulate, sphere_data,
+                             two_class_images)
 from ntkode.numerics.network import (draw_network, forward, forward_standard, init_seed_network, ntk_to_standard,
                                      standard_to_ntk, with_bias_column)
 from ntkode.verify.cli import main
@@ -197,4 +198,20 @@ def test_cli_preset_seed(tmp_path, capsys):
     assert summary["error_norm_shape"] == [1, 1, 6]
     with np.load(out) as f:
         meta = json.loads(str(f["meta"]))
-    assert meta["loss"] == "mse" and meta["train"] == "both"
+    assert meta["loss"] == "mse" and meta["train"] == "both" and meta["parametrization"] == "standard"
+    assert SimulationResult.load(out).parametrization == "standard"
+
+
+@needs_mnist
+def test_two_class_images_is_mnist_with_the_extra():
+    X, y, name = two_class_images(30, classes=(3, 8), seed=1)
+    assert name == "MNIST" and X.shape == (30, 784)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-12)
+    assert set(np.unique(y)) == {-1.0, 1.0}
+
+
+def test_two_class_images_falls_back_to_digits(monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    X, y, name = two_class_images(30, classes=(3, 8), seed=1)
+    assert name == "digits" and X.shape == (30, 64) and set(np.unique(y)) == {-1.0, 1.0}

@@ -132,7 +132,7 @@ def test_too_little_memory_is_an_error():
 def test_a_run_that_cannot_fit_is_refused_before_any_network_is_drawn(monkeypatch):
     X, y = sphere_data(5, 3, seed=0)
     monkeypatch.setattr(simulate_module, "memory_budget", lambda xp: 10_000)
-    monkeypatch.setattr(simulate_module, "init_network", lambda *a, **kw: pytest.fail("a network was drawn"))
+    monkeypatch.setattr(simulate_module, "draw_network", lambda *a, **kw: pytest.fail("a network was drawn"))
     with pytest.raises(NtkodeError, match=r"width 64: .* GiB but only 9.31e-06 GiB"):
         simulate("gd", X, y, [16, 64], 3, hyper={"lr": 0.1}, progress=False)
 
