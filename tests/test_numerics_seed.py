@@ -215,3 +215,10 @@ def test_two_class_images_falls_back_to_digits(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     X, y, name = two_class_images(30, classes=(3, 8), seed=1)
     assert name == "digits" and X.shape == (30, 64) and set(np.unique(y)) == {-1.0, 1.0}
+
+
+def test_cli_preset_conflict_is_one_line_naming_the_flag(tmp_path, capsys):
+    code = main(["simulate", "--method", "gd", "--preset", "seed", "--loss", "mean", "--n", "6", "--d", "3",
+                 "--width", "8", "--steps", "2", "--lr", "1e-3", "--out", str(tmp_path / "r.npz"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--loss" in err and "'mse'" in err
