@@ -115,9 +115,11 @@ class Options:
     init: object = "ntk"  # "ntk", "seed" or a callable (width, seed) -> weights (`network.draw_network`)
     w_std: float | None = None
 
-    def draw(self, m: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
-        """(W, a, second-layer step factor) of seed `seed` at width m, in the engine's NTK variables."""
-        return draw_network(m, d, seed, self.parametrization, self.init, self.kappa, self.w_std)
+    def draw(self, m: int, d_net: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(W, a, second-layer step factor) of seed `seed` at width m, in the engine's NTK variables, for
+        engine inputs of dimension d_net (the data's d plus the bias column when standard)."""
+        d_data = d_net - (self.parametrization == "standard")
+        return draw_network(m, d_data, seed, self.parametrization, self.init, self.kappa, self.w_std)
 
     def run_bytes(self, m: int, n: int, d: int) -> int:
         """Device memory of one run of width m (`bytes_per_run`)."""
@@ -244,8 +246,8 @@ def simulate(
     for m in widths_arr:
         check_memory(xp, opts, table, int(m), n, d)
     if parametrization == "standard":
-        lam_inf, U = kernel_spectrum(initial_kernel(opts, X_net, *opts.draw(int(widths_arr[0]), X.shape[1],
-                                                                           int(seed_arr[0]))))
+        first = opts.draw(int(widths_arr[0]), d, int(seed_arr[0]))
+        lam_inf, U = kernel_spectrum(initial_kernel(opts, X_net, *first))
     else:
         lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
     bar = tqdm(total=len(widths_arr) * steps * table.size, disable=not progress, unit="run-step", leave=False,
@@ -285,7 +287,7 @@ def _simulate_width(xp, opts: Options, table: RunTable, X, y, U, m: int, bar) ->
     n, d = X.shape
     dtype = opts.dtype
     scale = loss_factor(opts.loss, n) / np.sqrt(m)
-    nets = [opts.draw(m, d - (opts.parametrization == "standard"), int(seed)) for seed in table.seeds]
+    nets = [opts.draw(m, d, int(seed)) for seed in table.seeds]
     prob = Problem(
         xp=xp, X=xp.asarray(X, dtype=dtype), G=xp.asarray(X @ X.T, dtype=dtype), y=xp.asarray(y, dtype=dtype),
         U=xp.asarray(U, dtype=dtype), scale=scale, space=opts.space, train=opts.train, loss=opts.loss,
