@@ -9,5 +9,6 @@ from .sweep import sweep
 
 __all__ = [
     "SimulationResult", "check_data", "digits_data", "forward", "get_xp", "init_network", "kernel_drift",
-    "kernel_spectrum", "load_data", "mnist_data", "ntk_empirical", "ntk_infinite", "paper_data", "simulate", "sphere_data", "sweep", "two_class_images",
+    "kernel_spectrum", "load_data", "mnist_data", "ntk_empirical", "ntk_infinite", "paper_data", "simulate",
+    "sphere_data", "sweep", "two_class_images",
 ]

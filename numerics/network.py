@@ -32,7 +32,9 @@ def forward(W: np.ndarray, a: np.ndarray, X: np.ndarray) -> np.ndarray:
 PARAMETRIZATIONS = ("ntk", "standard")
 
 
-def init_seed_network(width: int, d: int, seed: int, w_std: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def init_seed_network(
+    width: int, d: int, seed: int, w_std: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(W, b, a) of the seed notebook's standard-parametrised net, drawn with numpy.random.default_rng(seed):
     W ~ N(0, w_std^2) (width, d) with w_std = 1/width by default (the notebook's normal_(0, 1/m)),
     b ~ U(-1/sqrt(d), 1/sqrt(d)) (PyTorch's default nn.Linear bias), a ~ U(-1, 1) (its uniform_(-1, 1)).

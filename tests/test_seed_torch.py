@@ -175,7 +175,8 @@ def test_declarations_are_the_seed_optimisers(name: str) -> None:
     A, b, W0 = Q @ Q.T / 5 + 0.1 * np.eye(5), rng.standard_normal(5), rng.standard_normal(5)
     lr = 0.5 / np.linalg.eigvalsh(A)[-1]
     if name == "seed-nag":
-        hyper, make, r = {"eta": lr, "r": 3.0}, (lambda ps: torch.optim.SGD(ps, lr=lr, momentum=3.0, nesterov=True)), 3.0
+        hyper, r = {"eta": lr, "r": 3.0}, 3.0
+        make = (lambda ps: torch.optim.SGD(ps, lr=lr, momentum=3.0, nesterov=True))
     else:
         hyper, make, r = ({"eta": lr, "beta": 0.5, "beta2": 0.2},
                           (lambda ps: HigherSGD(ps, lr=lr, momentum=0.5, momentum2=0.2)), None)
