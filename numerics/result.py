@@ -21,7 +21,7 @@ from .files import atomic_write
 
 #: arrays whose axis 1 is the setting axis
 PER_SETTING = ("error_norm", "projections", "weight_movement", "kernel_drift", "diverged", "diverged_step")
-_SCALARS = ("method", "loss", "train", "kappa", "space", "device", "dtype", "steps")
+_SCALARS = ("method", "loss", "train", "kappa", "space", "device", "dtype", "steps", "parametrization")
 #: entries of a saved file that are not fields: the caller's key (`save(key=...)`) and the checksum
 KEY, CHECKSUM = "key", "checksum"
 
@@ -86,6 +86,7 @@ class SimulationResult:
     space: str = "z"
     device: str = "cpu"
     dtype: str = "float64"
+    parametrization: str = "ntk"  # "standard": lam_inf is H(W_0) of the first width's first seed; final_W is [W, b]
 
     def save(self, path: str | os.PathLike, key: str | None = None) -> None:
         """Write every field to `path` (.npz) atomically, with a checksum; the setting axis is

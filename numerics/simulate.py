@@ -23,8 +23,9 @@ from ntkode.theory import spectral_radius
 from .backend import batch_slices, batch_target, device_name, get_xp, memory_budget
 from .data import as_labels
 from .engine import Batch, Problem, pool_slots
-from .kernels import as_inputs, check_data, check_options, kernel_drift, kernel_spectrum, ntk_empirical, ntk_infinite
-from .network import init_network
+from .kernels import (as_inputs, check_data, check_options, empirical_from_preactivations, kernel_drift,
+                      kernel_spectrum, loss_factor, ntk_infinite)
+from .network import PRESETS, draw_network, with_bias_column
 from .result import SimulationResult
 
 SPACES = ("auto", "z", "w")
@@ -109,6 +110,15 @@ class Options:
     projections: bool
     keep_weights: bool
     track_d: bool
+    parametrization: str = "ntk"
+    init: object = "ntk"  # "ntk", "seed" or a callable (width, seed) -> weights (`network.draw_network`)
+    w_std: float | None = None
+
+    def draw(self, m: int, d_net: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(W, a, second-layer step factor) of seed `seed` at width m, in the engine's NTK variables, for
+        engine inputs of dimension d_net (the data's d plus the bias column when standard)."""
+        d_data = d_net - (self.parametrization == "standard")
+        return draw_network(m, d_data, seed, self.parametrization, self.init, self.kappa, self.w_std)
 
     def run_bytes(self, m: int, n: int, d: int) -> int:
         """Device memory of one run of width m (`bytes_per_run`)."""
@@ -183,6 +193,10 @@ def simulate(
     space: str = "auto",
     dtype: str = "float64",
     check: bool = True,
+    parametrization: str = "ntk",
+    init="ntk",
+    w_std: float | None = None,
+    preset: str | None = None,
 ) -> SimulationResult:
     """Full-batch training of f(x) = m^{-1/2} sum_r a_r relu(w_r.x) by `method` for every
     (width, setting, seed); see SimulationResult for what is recorded.
@@ -194,13 +208,24 @@ def simulate(
     movement/projections: record those every step (movement costs extra passes in space z).
     check=False skips `check_data` (near-singular kernels then go through unreported).
     Every width's memory need is checked before any network is drawn.
+    parametrization: "ntk" or "standard" (sum_r a_r relu(w_r.x + b_r), bias trained, trained as the NTK net
+    on [X, 1] with a' = sqrt(m) a and the second layer's step times m; `network.standard_to_ntk`).
+    init: "ntk", "seed" (W ~ N(0, w_std^2), w_std = 1/m by default; b as PyTorch's default; a ~ U(-1, 1))
+    or a callable (width, seed) -> (W, a) / (W, b, a) giving the initial weights.
+    preset="seed" sets parametrization="standard", init="seed", train="both", loss="mse" (nn.MSELoss);
+    a callable init is kept. final_W, final_a are in the engine's variables ([W, b], sqrt(m) a when standard;
+    `network.ntk_to_standard` maps them back).
+    With the standard parametrisation lam_inf and the projections use the kernel H(W_0) of the first
+    width's first seed (it grows with m: there is no width-independent limit).
     """
     spec = load_method(method)
+    parametrization, init, train, loss = apply_preset(preset, parametrization, init, train, loss)
     check_options(train, loss)
     X = as_inputs(X)
     y = as_labels(y, X.shape[0])
+    X_net = with_bias_column(X) if parametrization == "standard" else X
     if check:
-        check_data(X)
+        check_data(X_net)
     widths_arr = _positive_ints("widths", widths)
     steps = int(_positive_ints("steps", steps)[0])
     seed_arr = _seeds(seeds)
@@ -211,35 +236,65 @@ def simulate(
     if any(s < 0 or s > steps for s in drift):
         raise NtkodeError(f"drift steps must lie in 0..{steps}; got {list(drift_steps)}")
     xp = get_xp(device)
-    n, d = X.shape
+    n, d = X_net.shape
     chosen = choose_space(n, d, space)
     opts = Options(
         spec=spec, steps=steps, space=chosen, train=train, loss=loss, kappa=kappa, dtype=dtype, drift=drift,
         movement=movement, projections=projections, keep_weights=keep_weights,
-        track_d=chosen == "z" and (movement or keep_weights),
+        track_d=chosen == "z" and (movement or keep_weights), parametrization=parametrization, init=init,
+        w_std=w_std,
     )
     table = RunTable(settings=settings, seeds=seed_arr)
     for m in widths_arr:
         check_memory(xp, opts, table, int(m), n, d)
-    lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
+    if parametrization == "standard":
+        first = opts.draw(int(widths_arr[0]), d, int(seed_arr[0]))
+        lam_inf, U = kernel_spectrum(initial_kernel(opts, X_net, *first))
+    else:
+        lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
     bar = tqdm(total=len(widths_arr) * steps * table.size, disable=not progress, unit="run-step", leave=False,
                mininterval=0.5)
     with bar:
-        per_width = [_simulate_width(xp, opts, table, X, y, U, int(m), bar) for m in widths_arr]
+        per_width = [_simulate_width(xp, opts, table, X_net, y, U, int(m), bar) for m in widths_arr]
     return _assemble(opts, table, widths_arr, X, y, per_width, lam_inf, device_name(xp))
+
+
+def apply_preset(preset: str | None, parametrization: str, init, train: str, loss: str) -> tuple:
+    """(parametrization, init, train, loss) with `preset`'s values (`network.PRESETS`); NtkodeError when a value
+    given explicitly (not the default) contradicts the preset."""
+    if preset is None:
+        return parametrization, init, train, loss
+    if preset not in PRESETS:
+        raise NtkodeError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}", param="preset")
+    given = {"parametrization": parametrization, "init": init, "train": train, "loss": loss}
+    defaults = {"parametrization": "ntk", "init": "ntk", "train": "W", "loss": "sum"}
+    fixed = PRESETS[preset]
+    for name, value in given.items():
+        if callable(value):
+            continue  # user-given initial weights replace the preset's draw
+        if value not in (defaults[name], fixed[name]):
+            raise NtkodeError(f"preset {preset!r} fixes {name} to {fixed[name]!r}; got {value!r}", param=name)
+    init = init if callable(init) else fixed["init"]
+    return fixed["parametrization"], init, fixed["train"], fixed["loss"]
+
+
+def initial_kernel(opts: Options, X_net: np.ndarray, W: np.ndarray, a: np.ndarray, a_step: float) -> np.ndarray:
+    """H(W_0) of one net in the engine's variables (inputs X_net), with the loss factor and the second layer's
+    step factor (m in the standard parametrisation)."""
+    return empirical_from_preactivations(W @ X_net.T, a, X_net @ X_net.T, opts.train, opts.loss, a_step)
 
 
 def _simulate_width(xp, opts: Options, table: RunTable, X, y, U, m: int, bar) -> dict:
     """All runs of width m, in as many batches as memory needs; host records for every run."""
     n, d = X.shape
     dtype = opts.dtype
-    scale = 1.0 / math.sqrt(m) / (n if opts.loss == "mean" else 1)  # a Python float: no float32 promotion
+    scale = float(loss_factor(opts.loss, n)) / math.sqrt(m)  # a Python float: no float32 promotion
+    nets = [opts.draw(m, d, int(seed)) for seed in table.seeds]
     prob = Problem(
         xp=xp, X=xp.asarray(X, dtype=dtype), G=xp.asarray(X @ X.T, dtype=dtype), y=xp.asarray(y, dtype=dtype),
         U=xp.asarray(U, dtype=dtype), scale=scale, space=opts.space, train=opts.train, loss=opts.loss,
-        dtype=np.dtype(dtype),
+        dtype=np.dtype(dtype), a_step=nets[0][2],
     )
-    nets = [init_network(m, d, int(seed), opts.kappa) for seed in table.seeds]
     seed_of_run = table.seed_of_run
     records = []
     for part in batch_slices(table.size, opts.run_bytes(m, n, d), memory_budget(xp), batch_target(xp)):
@@ -251,7 +306,7 @@ def _simulate_width(xp, opts: Options, table: RunTable, X, y, U, m: int, bar) ->
         with np.errstate(over="ignore", invalid="ignore"):
             records.append((part.start, batch.run(opts.drift, on_step=_ticker(bar, batch))))
         del batch
-    H0 = [ntk_empirical(W, a, X, opts.train, opts.loss) for W, a in nets]
+    H0 = [initial_kernel(opts, X, *net) for net in nets]
     merged = _merge_batches(records, opts, seed_of_run, H0, m, d)
     merged["lam_emp"] = np.array([kernel_spectrum(H)[0] for H in H0])
     return merged
@@ -311,6 +366,7 @@ def _assemble(opts: Options, table: RunTable, widths: np.ndarray, X, y, per_widt
         lam_emp=np.stack([pw["lam_emp"] for pw in per_width]),
         final_W=per_width_list("final_W"), final_a=per_width_list("final_a"),
         loss=opts.loss, train=opts.train, kappa=float(opts.kappa), space=opts.space, device=device, dtype=opts.dtype,
+        parametrization=opts.parametrization,
     )
 
 

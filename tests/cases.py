@@ -7,3 +7,7 @@ SETTINGS = {
     "nag": {"r": 3.0},
     "mom2": {"momentum": 0.5, "momentum2": 0.2},
 }
+SETTINGS.update({
+    "seed-nag": {"r": 3.0},
+    "seed-mom2": {"momentum": 0.5, "momentum2": 0.2},
+})

