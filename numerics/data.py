@@ -10,7 +10,7 @@ import numpy as np
 
 from ntkode.errors import NtkodeError
 
-from .kernels import as_inputs
+from .kernels import NORM_LIMIT, as_inputs, real_array
 
 
 def _positive(name: str, value: int) -> int:
@@ -27,12 +27,16 @@ def as_seed(seed, name: str = "seed") -> int:
 
 
 def as_labels(y, n: int) -> np.ndarray:
-    """y as a finite float64 (n,) array, or NtkodeError."""
-    arr = np.asarray(y, dtype=float)
+    """y as a finite real float64 (n,) array with |y_i| <= NORM_LIMIT, or NtkodeError (complex refused, not cast)."""
+    arr = real_array(y, "y")
     if arr.shape != (n,):
         raise NtkodeError(f"labels y must have shape ({n},) to match X; got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise NtkodeError(f"labels y contain NaN or inf at {np.flatnonzero(~np.isfinite(arr))[:10].tolist()}")
+    huge = np.flatnonzero(np.abs(arr) > NORM_LIMIT)
+    if huge.size:
+        raise NtkodeError(f"labels y at {huge[:10].tolist()} exceed {NORM_LIMIT:g} in size: the squared error "
+                          "would overflow; rescale y")
     return arr
 
 
@@ -90,16 +94,38 @@ def digits_data(
     return X, 2.0 * position / (len(classes) - 1) - 1.0
 
 
-def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) from a .npz file with arrays `X` (n, d) and `y` (n,)."""
+def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays X and y (those present) of an .npz archive, never unpickling; NtkodeError naming the file.
+
+    A truncated or bit-flipped archive fails inside NumPy or zipfile with one of many
+    exception types (EOFError, BadZipFile, ValueError, SyntaxError from the header, zlib.error,
+    MemoryError from a corrupt shape), so any Exception while reading means "unreadable".
+    """
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise NtkodeError(f"cannot read data file {path}: {err}") from None
-    if not hasattr(archive, "files"):
-        raise NtkodeError(f"{path} is a single array, not an .npz archive with keys X and y")
-    with archive:
-        arrays = {key: archive[key] for key in ("X", "y") if key in archive.files}
+        if os.path.getsize(path) == 0:
+            raise NtkodeError(f"data file {path} is empty; need an .npz archive with arrays X (n, d) and y (n,)")
+        with open(path, "rb") as handle:
+            archive = np.load(handle, allow_pickle=False)
+            if not hasattr(archive, "files"):
+                raise NtkodeError(f"{path} is a single array, not an .npz archive with keys X and y")
+            with archive:
+                return {key: archive[key] for key in ("X", "y") if key in archive.files}
+    except NtkodeError:
+        raise
+    except OSError as err:
+        raise NtkodeError(f"cannot read data file {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise NtkodeError(f"data file {path} holds object (pickled) arrays, which ntkode never loads; "
+                              "save X and y as plain numeric arrays") from None
+        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive ({err})") from None
+    except Exception as err:  # noqa: BLE001  (see the docstring: corrupt archives raise many types)
+        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive ({type(err).__name__}: {err})") from None
+
+
+def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) from a .npz file with arrays `X` (n, d) and `y` (n,); NtkodeError for anything else."""
+    arrays = _read_arrays(path)
     missing = [key for key in ("X", "y") if key not in arrays]
     if missing:
         raise NtkodeError(f"{path}: missing array(s) {', '.join(missing)}; need keys X (n, d) and y (n,)")
