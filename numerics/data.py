@@ -13,10 +13,24 @@ from ntkode.errors import NtkodeError
 from .kernels import NORM_LIMIT, as_inputs, real_array
 
 
-def _positive(name: str, value: int) -> int:
-    if int(value) != value or value < 1:
-        raise NtkodeError(f"{name} must be a positive integer; got {value!r}")
+#: the most numbers a generated data set may hold (16 GiB of float64)
+MAX_ENTRIES = 2**31
+
+
+def as_count(name: str, value) -> int:
+    """A positive integer (int, NumPy integer or integral float) up to MAX_ENTRIES, or NtkodeError naming `name`."""
+    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and np.isfinite(value))
+    if isinstance(value, (bool, np.bool_)) or not ok or int(value) != value or value < 1:
+        raise NtkodeError(f"{name} must be a positive integer; got {value!r}", param=name)
+    if value > MAX_ENTRIES:
+        raise NtkodeError(f"{name} must be at most {MAX_ENTRIES}; got {value!r}", param=name)
     return int(value)
+
+
+def _fits(n: int, d: int) -> None:
+    """NtkodeError unless an (n, d) float64 array stays within MAX_ENTRIES numbers."""
+    if n * d > MAX_ENTRIES:
+        raise NtkodeError(f"n x d = {n} x {d} numbers exceed {MAX_ENTRIES}; reduce n or d", param="n")
 
 
 def as_seed(seed, name: str = "seed") -> int:
@@ -42,7 +56,8 @@ def as_labels(y, n: int) -> np.ndarray:
 
 def sphere_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """x_i uniform on the unit sphere S^{d-1} (normalised Gaussians), labels y_i ~ N(0, 1)."""
-    n, d = _positive("n", n), _positive("d", d)
+    n, d = as_count("n", n), as_count("d", d)
+    _fits(n, d)
     rng = np.random.default_rng(as_seed(seed, "seed"))
     X = rng.standard_normal((n, d))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
@@ -55,7 +70,7 @@ def paper_data(n: int, seed: int = 0, *, normalise: bool = False) -> tuple[np.nd
     The inputs are not unit vectors (the kernel then scales with ||x_i|| ||x_j||);
     `normalise=True` divides each x_i by its norm, leaving y unchanged.
     """
-    n = _positive("n", n)
+    n = as_count("n", n)
     rng = np.random.default_rng(as_seed(seed, "seed"))
     x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
     x3 = np.linspace(-4.0, 4.0, n)
@@ -74,7 +89,7 @@ def digits_data(
     X: the 64 pixel values, divided by each row's norm when `normalise`; y: the
     class's position in `classes` mapped linearly onto [-1, 1] (-1/+1 for two classes).
     """
-    n, seed = _positive("n", n), as_seed(seed, "seed")
+    n, seed = as_count("n", n), as_seed(seed, "seed")
     try:
         from sklearn.datasets import load_digits
     except ImportError:

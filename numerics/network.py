@@ -5,7 +5,7 @@ import numpy as np
 
 from ntkode.errors import NtkodeError
 
-from .data import as_seed
+from .data import as_count, as_seed
 from .kernels import as_kappa
 
 
@@ -14,7 +14,7 @@ def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.
 
     Drawn with numpy.random.default_rng(seed), so every backend starts from the same net.
     """
-    width, d = _count("width", width), _count("d", d)
+    width, d = as_count("width", width), as_count("d", d)
     kappa = as_kappa(kappa)
     rng = np.random.default_rng(as_seed(seed))
     try:
@@ -23,14 +23,6 @@ def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.
         raise NtkodeError(f"width {width} x d {d} weights do not fit in memory; reduce the width", param="width") from None
     a = rng.integers(0, 2, size=width).astype(float) * 2.0 - 1.0
     return W, a
-
-
-def _count(name: str, value) -> int:
-    """A positive integer (an int, NumPy integer or integral float), or NtkodeError naming `name`."""
-    ok = isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not ok or not np.isfinite(value) or int(value) != value or value < 1:
-        raise NtkodeError(f"{name} must be a positive integer; got {value!r}", param=name)
-    return int(value)
 
 
 def forward(W: np.ndarray, a: np.ndarray, X: np.ndarray) -> np.ndarray:
