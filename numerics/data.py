@@ -130,12 +130,19 @@ def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except OSError as err:
         raise NtkodeError(f"cannot read data file {path}: {err.strerror or err}") from None
     except ValueError as err:
-        if "pickle" in str(err):
+        if "Object arrays" in str(err):
             raise NtkodeError(f"data file {path} holds object (pickled) arrays, which ntkode never loads; "
                               "save X and y as plain numeric arrays") from None
-        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive ({err})") from None
+        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive{_reason(err)}") from None
     except Exception as err:  # noqa: BLE001  (see the docstring: corrupt archives raise many types)
-        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive ({type(err).__name__}: {err})") from None
+        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive{_reason(err)}") from None
+
+
+def _reason(err: Exception) -> str:
+    """" (Type: message)" for an error message, on one line; empty when NumPy's text would advise
+    unpickling (it suggests allow_pickle for any file it cannot parse as .npy/.npz)."""
+    text = " ".join(str(err).split())
+    return "" if "pickle" in text.lower() else f" ({type(err).__name__}: {text})"
 
 
 def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -77,10 +77,10 @@ def as_inputs(X: np.ndarray) -> np.ndarray:
 
 
 def as_kappa(kappa) -> float:
-    """The initialisation scale kappa as a positive finite float, or NtkodeError."""
+    """The initialisation scale kappa as a float in (0, NORM_LIMIT] (kappa^2 stays finite), or NtkodeError."""
     if isinstance(kappa, (bool, np.bool_)) or not isinstance(kappa, (int, float, np.integer, np.floating)):
         raise NtkodeError(f"kappa must be a positive number; got {kappa!r}", param="kappa")
-    if not np.isfinite(kappa) or kappa <= 0 or not np.isfinite(float(kappa) ** 2):
+    if not np.isfinite(kappa) or kappa <= 0 or kappa > NORM_LIMIT:
         raise NtkodeError(f"kappa must be a positive number; got {kappa!r}", param="kappa")
     return float(kappa)
 
