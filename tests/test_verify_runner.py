@@ -4,6 +4,7 @@ import json
 import os
 from datetime import datetime
 
+import numpy as np
 import pytest
 
 from ntkode import __version__
@@ -237,11 +238,11 @@ def test_figure_colours_follow_groups_and_error_bars_are_drawn(tmp_path, monkeyp
     assert bars.has_yerr and not [c for c in ax.containers if c.get_label() == "b (mean)"][0].has_yerr
 
 
-def test_log_axis_within_a_decade_gets_few_plain_labels(tmp_path, monkeypatch):
-    widths = [3000.0, 4000.0, 6000.0, 8000.0]
-    curves = [Curve("gap (mean)", widths, [0.02, 0.017, 0.014, 0.012], "marker")]
+@pytest.mark.parametrize("widths", [[3000.0, 4000.0, 6000.0, 8000.0], [512.0, 1024.0, 2048.0, 4096.0, 8192.0]])
+def test_log_axis_within_two_decades_labels_the_data_values(tmp_path, monkeypatch, widths):
+    curves = [Curve("gap (mean)", widths, np.geomspace(0.02, 0.012, len(widths)).tolist(), "marker")]
     ax = _drawn(Figure("t", "width", "gap", curves, xscale="log"), tmp_path, monkeypatch)
     ax.figure.canvas.draw()
     minor = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
     major = [t.get_text() for t in ax.xaxis.get_majorticklabels() if t.get_text()]
-    assert minor == [] and 2 <= len(major) <= 5 and major[0] == "3000" and major[-1] == "8000"
+    assert minor == [] and major == [f"{w:g}" for w in widths]

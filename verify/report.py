@@ -110,7 +110,7 @@ def _tidy_log_axis(axis, values: list[float]) -> None:
         distinct = [float(f"{v:.2g}") for v in np.geomspace(distinct[0], distinct[-1], 5)]
     axis.set_minor_formatter(NullFormatter())
     axis.set_major_locator(FixedLocator(distinct))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{float(f'{v:.3g}'):g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
 
 
 def draw_figure(figure: Figure, path: Path) -> None:
