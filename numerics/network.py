@@ -20,7 +20,8 @@ def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.
     try:
         W = kappa * rng.standard_normal((width, d))
     except (MemoryError, ValueError):
-        raise NtkodeError(f"width {width} x d {d} weights do not fit in memory; reduce the width", param="width") from None
+        raise NtkodeError(f"width {width} x d {d} weights do not fit in memory; reduce the width",
+                          param="width") from None
     a = rng.integers(0, 2, size=width).astype(float) * 2.0 - 1.0
     return W, a
 

@@ -19,7 +19,8 @@ from ntkode.theory.methods import Method, get_method
 from .backend import batch_slices, batch_target, device_name, get_xp, memory_budget
 from .data import as_labels
 from .engine import Batch, Problem
-from .kernels import as_inputs, as_kappa, check_data, check_options, kernel_drift, kernel_spectrum, ntk_empirical, ntk_infinite
+from .kernels import (as_inputs, as_kappa, check_data, check_options, kernel_drift, kernel_spectrum, ntk_empirical,
+                      ntk_infinite)
 from .network import init_network
 from .result import SimulationResult
 
