@@ -347,6 +347,11 @@ def test_cli_verify_refuses_a_directory_named_report_json(tmp_path, capsys):
     cli_refuses(["verify", "--claims", "gd-linear", "--out", str(tmp_path)], "report.json", capsys)
 
 
+def test_cli_verify_refuses_a_directory_named_like_a_figure(tmp_path, capsys):
+    (tmp_path / "gd-linear.png").mkdir()
+    cli_refuses(["verify", "--claims", "gd-linear", "--out", str(tmp_path)], "gd-linear.png", capsys)
+
+
 @pytest.mark.parametrize("setting", ["medium", "", None])
 def test_runner_refuses_settings(setting):
     refuses(lambda: runner.run("gd-linear", setting=setting, progress=False), "setting")

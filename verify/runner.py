@@ -71,11 +71,12 @@ def resolve_claims(claims: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def prepare_out(out: str | Path) -> Path:
+def prepare_out(out: str | Path, names: Sequence[str] = ()) -> Path:
     """The report directory, created if missing and probed for writing, before any claim runs.
 
     NtkodeError (param "out") when it is empty, an existing file, or not writable
-    (read-only filesystem, no permission), or when a report file name is taken by a directory.
+    (read-only filesystem, no permission), or when the name of a report file or of a
+    claim's figure (`names`) is taken by a directory.
     """
     if str(out).strip() == "":
         raise NtkodeError("out must name a directory for the report; got an empty path", param="out")
@@ -88,7 +89,7 @@ def prepare_out(out: str | Path) -> Path:
             pass
     except OSError as err:
         raise NtkodeError(f"out directory {path} is not writable: {err.strerror or err}", param="out") from None
-    taken = [name for name in REPORT_FILES if (path / name).is_dir()]
+    taken = [name for name in (*REPORT_FILES, *(f"{n}.png" for n in names)) if (path / name).is_dir()]
     if taken:
         raise NtkodeError(f"out directory {path} has directories named {', '.join(taken)}; remove them", param="out")
     return path
@@ -167,7 +168,7 @@ def run(
         raise NtkodeError(f"setting must be one of {', '.join(SETTINGS)}; got {setting!r}")
     if resume and out is None:
         raise NtkodeError("resume needs out, the directory of the earlier report", param="resume")
-    out_dir = prepare_out(out) if out is not None else None
+    out_dir = prepare_out(out, names) if out is not None else None
     device_used = device_name(get_xp(device))
     keys = {name: input_key(name, setting, CLAIMS[name].params(setting), device_used) for name in names}
     done = resumable(out_dir, names, keys) if resume else {}

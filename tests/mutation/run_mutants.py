@@ -129,7 +129,7 @@ MUTANTS = [
        'found = {r["name"]: r for r in records}'),
     _m("verify/runner.py", "CLAIM_BLAS_THREADS = 1", "CLAIM_BLAS_THREADS = None"),
     _m("verify/runner.py", "if name in found and (out / f\"{name}.png\").is_file()}", "if name in found}"),
-    _m("verify/runner.py", "    out_dir = prepare_out(out) if out is not None else None\n",
+    _m("verify/runner.py", "    out_dir = prepare_out(out, names) if out is not None else None\n",
        "    out_dir = Path(out) if out is not None else None\n"),
     _m("verify/cli_verify.py", "return 0 if report.passed else 1", "return 0"),
 ]
