@@ -134,6 +134,15 @@ def test_interrupted_run_is_marked_and_resume_skips_finished_claims(fakes, tmp_p
     assert "2/2 claims passed" in (tmp_path / "report.md").read_text()
 
 
+def test_resuming_a_finished_run_reruns_nothing_and_stays_complete(fakes, tmp_path):
+    runner.run("fake-a,fake-b", device="cpu", out=tmp_path, progress=False)
+    CALLS.clear()
+    report = runner.run("fake-a,fake-b", device="cpu", out=tmp_path, progress=False, resume=True)
+    assert CALLS == [] and report.resumed == ["fake-a", "fake-b"] and report.passed
+    meta = read_report(tmp_path)
+    assert meta["status"] == "complete" and meta["resumed"] == ["fake-a", "fake-b"] and len(meta["claims"]) == 2
+
+
 def test_a_run_killed_mid_claim_reads_as_running_not_complete(fakes, tmp_path):
     seen = {}
 

@@ -196,7 +196,7 @@ def run(
                 outcomes[name] = _measure(name, setting, device)
                 if out_dir is not None:
                     draw_figure(outcomes[name].evidence.figure, out_dir / f"{name}.png")
-                save("complete" if len(outcomes) == len(names) else "running")
+                save("running")
     except KeyboardInterrupt:
         save("interrupted")
         raise
@@ -205,6 +205,7 @@ def run(
         raise
     finally:
         bar.close()
+    save("complete")
     return Report([outcomes[n] for n in names], setting, device_used, time.perf_counter() - start, out_dir,
                   list(done))
 
