@@ -270,6 +270,7 @@ def _simulate(**change):
         ({"X": X_OK.astype(object)}, "dtype object"),
         ({"X": UNIT * 1e308}, "overflow"),
         ({"y": Y_OK * 1e308}, "rescale y"),
+        ({"y": Y_OK * 1e200}, "rescale y"),
         ({"kappa": "x"}, "kappa"),
         ({"kappa": -1.0}, "kappa"),
         ({"seeds": [0, 0]}, "repeated"),
