@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from ntkode.errors import NtkodeError
 from ntkode.numerics import digits_data, init_network, simulate, sphere_data
-from ntkode.verify.claims_common import width_tolerance
+from ntkode.verify.claim import Check, Tolerance
+from ntkode.verify.claims_common import mean_and_stderr, width_tolerance
 from ntkode.verify.fit import fit_linear_rate, fit_loglog_slope
 
 
@@ -114,3 +116,25 @@ def test_width_tolerance_is_two_sqrt_n_over_m(n, m, expected):
     tol = width_tolerance(n, m)
     assert tol.kind == "rel" and tol.value == pytest.approx(expected, abs=1e-4)
     assert width_tolerance(n, m, extra=0.05).value == pytest.approx(expected + 0.05, abs=1e-4)
+
+
+@pytest.mark.parametrize("window, power", [((0, 2), False), ((0, 4), True)])
+def test_a_fit_with_as_many_points_as_parameters_is_refused(window, power):
+    """N points determine N parameters exactly: no residual, no standard error (N - p = 0)."""
+    with pytest.raises(NtkodeError, match="usable points for a"):
+        fit_linear_rate(0.9 ** np.arange(10), window=window, power=power)
+
+
+def test_seed_mean_stderr_is_scipy_sem():
+    """The standard error across seeds is std with ddof=1 over sqrt(S) (scipy.stats.sem)."""
+    values = [0.1, 0.4, 0.35, 0.2]
+    mean, err = mean_and_stderr(values)
+    assert mean == pytest.approx(np.mean(values)) and err == pytest.approx(stats.sem(values), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind, predicted, measured", [("abs", 1.0, 1.5), ("abs", 1.0, 0.5), ("rel", 2.0, 3.0)])
+def test_a_deviation_exactly_at_the_tolerance_passes(kind, predicted, measured):
+    """Tolerance semantics are inclusive: |measured - predicted| <= tolerance (exact binary numbers here)."""
+    assert Check("", "q", predicted, measured, 0.0, Tolerance(kind, 0.5, "")).passed
+    outside = measured + 0.25 * np.sign(measured - predicted)
+    assert not Check("", "q", predicted, outside, 0.0, Tolerance(kind, 0.5, "")).passed
