@@ -8,10 +8,11 @@ import pytest
 from scipy import stats
 
 from ntkode.errors import NtkodeError
-from ntkode.numerics import digits_data, init_network, simulate, sphere_data
+from ntkode.numerics import digits_data, forward, init_network, ntk_empirical, simulate, sphere_data
 from ntkode.verify.claim import Check, Tolerance
 from ntkode.verify.claims_common import mean_and_stderr, width_tolerance
 from ntkode.verify.fit import fit_linear_rate, fit_loglog_slope
+from ntkode.verify.runner import Report
 
 
 def direct_gd(X, y, m, seed, lr, steps, loss="sum"):
@@ -138,3 +139,21 @@ def test_a_deviation_exactly_at_the_tolerance_passes(kind, predicted, measured):
     assert Check("", "q", predicted, measured, 0.0, Tolerance(kind, 0.5, "")).passed
     outside = measured + 0.25 * np.sign(measured - predicted)
     assert not Check("", "q", predicted, outside, 0.0, Tolerance(kind, 0.5, "")).passed
+
+
+def test_forward_jacobian_gram_is_the_empirical_kernel():
+    """The NTK scaling m^{-1/2} of `forward`: central differences of f(x_i) in W give J with
+    J J^T = ntk_empirical (a mis-scaled forward is off by a factor of m or sqrt(m))."""
+    X, _ = sphere_data(4, 3, seed=5)
+    W, a = init_network(9, 3, seed=2)
+    h = 1e-6
+    J = np.empty((4, W.size))
+    for idx in range(W.size):
+        step = np.zeros(W.size)
+        step[idx] = h
+        J[:, idx] = (forward(W + step.reshape(W.shape), a, X) - forward(W - step.reshape(W.shape), a, X)) / (2 * h)
+    np.testing.assert_allclose(J @ J.T, ntk_empirical(W, a, X), rtol=1e-7, atol=1e-9)
+
+
+def test_a_report_with_no_claims_has_not_passed():
+    assert Report([], "quick", "cpu", 0.0, None).passed is False

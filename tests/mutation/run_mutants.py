@@ -6,7 +6,7 @@ is killed when those tests fail (or time out); it survives when they pass. The w
 is never modified: the copy is laid out as an importable `ntkode` package and put first on
 PYTHONPATH, ahead of the editable install.
 
-Usage: python tests/mutation/run_mutants.py [--only SUBSTRING] [--timeout SECONDS] [--list]
+Usage: python tests/mutation/run_mutants.py [--only SUBSTRING ...] [--timeout SECONDS] [--list]
 Prints one line per mutant, then the score and the survivors; exit 1 if any survived.
 """
 from __future__ import annotations
@@ -163,11 +163,12 @@ def target_path(dest: Path, path: str) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="run the mutants whose name contains this text")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run the mutants whose name contains this text (repeatable: any of them)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant (a timeout kills it)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args()
-    mutants = [m for m in MUTANTS if args.only in m.name]
+    mutants = [m for m in MUTANTS if not args.only or any(text in m.name for text in args.only)]
     if args.list:
         print("\n".join(m.name for m in mutants))
         return 0
