@@ -28,8 +28,8 @@ LAYOUT = {"core": "ntkode", "theory": "ntkode/theory", "numerics": "ntkode/numer
 NUMERICS_TESTS = ("tests/test_mutant_killers.py", "tests/test_numerics_simulate.py", "tests/test_numerics_kernels.py",
                   "tests/test_kernel_precision.py", "tests/test_corpus.py", "tests/test_cli_simulate.py",
                   "tests/test_properties_kernels.py")
-VERIFY_TESTS = ("tests/test_verify_runner.py", "tests/test_corpus.py", "tests/test_verify_claims.py",
-                "tests/test_verify_cli.py")
+VERIFY_TESTS = ("tests/test_verify_runner.py", "tests/test_mutant_killers.py", "tests/test_corpus.py",
+                "tests/test_verify_claims.py", "tests/test_verify_cli.py")
 FIT_TESTS = ("tests/test_mutant_killers.py", "tests/test_verify_fit.py")
 
 
