@@ -223,6 +223,8 @@ def test_curve_groups_pair_points_with_their_fit():
     other = Curve("m=400 (seed mean)", [1.0], [1.0], "marker")
     assert curve_group(points) == curve_group(line) != curve_group(other)
     assert curve_group(Curve("a", [1.0], [1.0], group="g")) == "g"
+    network, ode = Curve("r=2 network / rho^k (seed 0)", [1.0], [1.0]), Curve("r=2 ODE envelope ~ t^(-1)", [1.0], [1.0])
+    assert curve_group(network) == curve_group(ode) == "r=2" != curve_group(Curve("r=3 ODE", [1.0], [1.0]))
 
 
 def _drawn(figure, tmp_path, monkeypatch):

@@ -110,7 +110,7 @@ class Curve:
 
     yerr: optional error bars (e.g. the standard error across seeds), one per point.
     group: curves sharing a group are drawn in one colour (points and their fitted line);
-    empty means the label up to its first ":" or " (".
+    empty means one derived from the label (`ntkode.verify.report.curve_group`).
     """
 
     label: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -90,12 +91,14 @@ def to_markdown(outcomes: Sequence[Outcome], meta: Mapping[str, Any]) -> str:
 
 
 def curve_group(curve: Curve) -> str:
-    """The colour key of a curve: its `group`, else its label up to the first ":" or " (".
-
-    So "m=100 (seed mean)" and "m=100: fitted slope -0.5" share a colour.
-    """
+    """The colour key of a curve: its `group`; else a leading "name=value" word of its label
+    ("r=2 network" and "r=2 ODE envelope"); else its label up to the first ":" or " ("
+    ("gap (seed mean)" and "gap: fitted slope -0.5")."""
     if curve.group:
         return curve.group
+    first = curve.label.split(" ")[0].rstrip(",:")
+    if re.fullmatch(r"[^\s=]+=[^\s=]+", first):
+        return first
     return curve.label.split(":")[0].split(" (")[0].strip()
 
 
