@@ -10,13 +10,27 @@ import numpy as np
 
 from ntkode.errors import NtkodeError
 
-from .kernels import as_inputs
+from .kernels import NORM_LIMIT, as_inputs, real_array
 
 
-def _positive(name: str, value: int) -> int:
-    if int(value) != value or value < 1:
-        raise NtkodeError(f"{name} must be a positive integer; got {value!r}")
+#: the most numbers a generated data set may hold (16 GiB of float64)
+MAX_ENTRIES = 2**31
+
+
+def as_count(name: str, value) -> int:
+    """A positive integer (int, NumPy integer or integral float) up to MAX_ENTRIES, or NtkodeError naming `name`."""
+    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and np.isfinite(value))
+    if isinstance(value, (bool, np.bool_)) or not ok or int(value) != value or value < 1:
+        raise NtkodeError(f"{name} must be a positive integer; got {value!r}", param=name)
+    if value > MAX_ENTRIES:
+        raise NtkodeError(f"{name} must be at most {MAX_ENTRIES}; got {value!r}", param=name)
     return int(value)
+
+
+def _fits(n: int, d: int) -> None:
+    """NtkodeError unless an (n, d) float64 array stays within MAX_ENTRIES numbers."""
+    if n * d > MAX_ENTRIES:
+        raise NtkodeError(f"n x d = {n} x {d} numbers exceed {MAX_ENTRIES}; reduce n or d", param="n")
 
 
 def as_seed(seed, name: str = "seed") -> int:
@@ -27,18 +41,23 @@ def as_seed(seed, name: str = "seed") -> int:
 
 
 def as_labels(y, n: int) -> np.ndarray:
-    """y as a finite float64 (n,) array, or NtkodeError."""
-    arr = np.asarray(y, dtype=float)
+    """y as a finite real float64 (n,) array with |y_i| <= NORM_LIMIT, or NtkodeError (complex refused, not cast)."""
+    arr = real_array(y, "y")
     if arr.shape != (n,):
         raise NtkodeError(f"labels y must have shape ({n},) to match X; got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise NtkodeError(f"labels y contain NaN or inf at {np.flatnonzero(~np.isfinite(arr))[:10].tolist()}")
+    huge = np.flatnonzero(np.abs(arr) > NORM_LIMIT)
+    if huge.size:
+        raise NtkodeError(f"labels y at {huge[:10].tolist()} exceed {NORM_LIMIT:g} in size: the squared error "
+                          "would overflow; rescale y")
     return arr
 
 
 def sphere_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """x_i uniform on the unit sphere S^{d-1} (normalised Gaussians), labels y_i ~ N(0, 1)."""
-    n, d = _positive("n", n), _positive("d", d)
+    n, d = as_count("n", n), as_count("d", d)
+    _fits(n, d)
     rng = np.random.default_rng(as_seed(seed, "seed"))
     X = rng.standard_normal((n, d))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
@@ -51,7 +70,7 @@ def paper_data(n: int, seed: int = 0, *, normalise: bool = False) -> tuple[np.nd
     The inputs are not unit vectors (the kernel then scales with ||x_i|| ||x_j||);
     `normalise=True` divides each x_i by its norm, leaving y unchanged.
     """
-    n = _positive("n", n)
+    n = as_count("n", n)
     rng = np.random.default_rng(as_seed(seed, "seed"))
     x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
     x3 = np.linspace(-4.0, 4.0, n)
@@ -70,7 +89,7 @@ def digits_data(
     X: the 64 pixel values, divided by each row's norm when `normalise`; y: the
     class's position in `classes` mapped linearly onto [-1, 1] (-1/+1 for two classes).
     """
-    n, seed = _positive("n", n), as_seed(seed, "seed")
+    n, seed = as_count("n", n), as_seed(seed, "seed")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -124,7 +143,7 @@ def mnist_data(
     norm ("unit-norm"). y: the digit as a real number ("digit") or -1/+1 for classes[0]/classes[1] ("pm1",
     two classes only).
     """
-    n, seed = _positive("n", n), as_seed(seed, "seed")
+    n, seed = as_count("n", n), as_seed(seed, "seed")
     if scaling not in MNIST_SCALINGS:
         raise NtkodeError(f"scaling must be one of {', '.join(MNIST_SCALINGS)}; got {scaling!r}", param="scaling")
     if labels not in MNIST_LABELS:
@@ -165,16 +184,45 @@ def two_class_images(n: int, classes: tuple[int, int] = (0, 1), seed: int = 0) -
     return X, y, "MNIST"
 
 
-def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) from a .npz file with arrays `X` (n, d) and `y` (n,)."""
+def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays X and y (those present) of an .npz archive, never unpickling; NtkodeError naming the file.
+
+    A truncated or bit-flipped archive fails inside NumPy or zipfile with one of many
+    exception types (EOFError, BadZipFile, ValueError, SyntaxError from the header, zlib.error,
+    MemoryError from a corrupt shape), so any Exception while reading means "unreadable".
+    """
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise NtkodeError(f"cannot read data file {path}: {err}") from None
-    if not hasattr(archive, "files"):
-        raise NtkodeError(f"{path} is a single array, not an .npz archive with keys X and y")
-    with archive:
-        arrays = {key: archive[key] for key in ("X", "y") if key in archive.files}
+        if os.path.getsize(path) == 0:
+            raise NtkodeError(f"data file {path} is empty; need an .npz archive with arrays X (n, d) and y (n,)")
+        with open(path, "rb") as handle:
+            archive = np.load(handle, allow_pickle=False)
+            if not hasattr(archive, "files"):
+                raise NtkodeError(f"{path} is a single array, not an .npz archive with keys X and y")
+            with archive:
+                return {key: archive[key] for key in ("X", "y") if key in archive.files}
+    except NtkodeError:
+        raise
+    except OSError as err:
+        raise NtkodeError(f"cannot read data file {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        if "Object arrays" in str(err):
+            raise NtkodeError(f"data file {path} holds object (pickled) arrays, which ntkode never loads; "
+                              "save X and y as plain numeric arrays") from None
+        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive{_reason(err)}") from None
+    except Exception as err:  # noqa: BLE001  (see the docstring: corrupt archives raise many types)
+        raise NtkodeError(f"data file {path} is corrupt or not an .npz archive{_reason(err)}") from None
+
+
+def _reason(err: Exception) -> str:
+    """" (Type: message)" for an error message, on one line; empty when NumPy's text would advise
+    unpickling (it suggests allow_pickle for any file it cannot parse as .npy/.npz)."""
+    text = " ".join(str(err).split())
+    return "" if "pickle" in text.lower() else f" ({type(err).__name__}: {text})"
+
+
+def load_data(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) from a .npz file with arrays `X` (n, d) and `y` (n,); NtkodeError for anything else."""
+    arrays = _read_arrays(path)
     missing = [key for key in ("X", "y") if key not in arrays]
     if missing:
         raise NtkodeError(f"{path}: missing array(s) {', '.join(missing)}; need keys X (n, d) and y (n,)")

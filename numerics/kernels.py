@@ -35,35 +35,112 @@ def loss_factor(loss: str, n: int) -> float:
     return {"sum": 1.0, "mean": 1.0 / n, "mse": 2.0 / n}[loss]
 
 
+#: largest (and, for a non-zero input, smallest) row norm accepted: ||x||^2 and the kernel stay finite and normal
+NORM_LIMIT = 1e150
+
+
+def real_array(values, name: str) -> np.ndarray:
+    """`values` as a float64 array; NtkodeError (naming `name`) for ragged, complex, string or object data.
+
+    Complex input is refused, never cast to its real part; booleans and integers are converted.
+    """
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError) as err:
+        raise NtkodeError(f"{name} must be a numeric array; got {type(values).__name__} ({err})") from None
+    if arr.dtype.kind == "c":
+        raise NtkodeError(f"{name} must be real; got complex values (dtype {arr.dtype})")
+    if arr.dtype.kind not in "biuf":
+        raise NtkodeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    return arr.astype(float)
+
+
+def _row_norms(arr: np.ndarray) -> np.ndarray:
+    """||x_i|| without overflow or underflow: each row scaled by its largest |entry| first."""
+    peak = np.abs(arr).max(axis=1)
+    safe = np.where(peak > 0, peak, 1.0)
+    return peak * np.linalg.norm(arr / safe[:, None], axis=1)
+
+
 def as_inputs(X: np.ndarray) -> np.ndarray:
-    """X as a finite float64 (n, d) array with n >= 1, or NtkodeError."""
-    arr = np.asarray(X, dtype=float)
+    """X as a finite real float64 (n, d) array with n >= 1, or NtkodeError.
+
+    Refused too: complex or non-numeric X, and rows whose norm lies outside
+    [1/NORM_LIMIT, NORM_LIMIT] (zero rows excepted), where x_i.x_j would overflow or underflow.
+    """
+    arr = real_array(X, "X")
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise NtkodeError(f"inputs X must be a non-empty 2-D array (n, d); got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
         raise NtkodeError(f"inputs X contain NaN or inf in rows {bad[:10].tolist()}")
+    norms = _row_norms(arr)
+    bad = np.flatnonzero((norms > NORM_LIMIT) | ((norms > 0) & (norms < 1 / NORM_LIMIT)))
+    if bad.size:
+        raise NtkodeError(
+            f"inputs X rows {bad[:10].tolist()} have norms like {norms[bad[0]]:.3g}, outside "
+            f"[{1 / NORM_LIMIT:g}, {NORM_LIMIT:g}]: the kernel x_i.x_j would overflow or underflow; rescale X",
+        )
     return arr
 
 
-def _angles(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(G, outer, cos, theta): Gram matrix, ||x_i|| ||x_j||, cos_ij = G_ij / outer_ij clipped to [-1, 1]
-    (0 for a zero input) and theta_ij = arccos(cos_ij)."""
+def as_kappa(kappa) -> float:
+    """The initialisation scale kappa as a float in (0, NORM_LIMIT] (kappa^2 stays finite), or NtkodeError."""
+    if isinstance(kappa, (bool, np.bool_)) or not isinstance(kappa, (int, float, np.integer, np.floating)):
+        raise NtkodeError(f"kappa must be a positive number; got {kappa!r}", param="kappa")
+    if not np.isfinite(kappa) or kappa <= 0 or kappa > NORM_LIMIT:
+        raise NtkodeError(f"kappa must be a positive number; got {kappa!r}", param="kappa")
+    return float(kappa)
+
+
+def _half_angle_pairs(U: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, ...]:
+    """(||u_i - u_j||, ||u_i + u_j||) for the index pairs (i, j) of unit rows U, in chunks of pairs."""
+    minus, plus = np.empty(i.size), np.empty(i.size)
+    for start in range(0, i.size, chunk):
+        part = slice(start, start + chunk)
+        Ui, Uj = U[i[part]], U[j[part]]
+        minus[part] = np.linalg.norm(Ui - Uj, axis=1)
+        plus[part] = np.linalg.norm(Ui + Uj, axis=1)
+    return minus, plus
+
+
+def _angles(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(G, outer, cos, theta, pi - theta): Gram matrix, ||x_i|| ||x_j||, cos_ij = G_ij / outer_ij clipped
+    to [-1, 1] (0 for a zero input), the angle theta_ij and its supplement.
+
+    arccos loses half the digits where |cos| is near 1 (the diagonal above all), so there
+    the angle and its supplement come from unit vectors u: theta = 2 atan2(||u_i - u_j||,
+    ||u_i + u_j||), pi - theta = 2 atan2(||u_i + u_j||, ||u_i - u_j||) (Kahan), accurate
+    to a few ulps absolutely (docs/theory.md#kernels).
+    """
     G = X @ X.T
-    norms = np.sqrt(np.diag(G))
+    norms = _row_norms(X)
     outer = np.outer(norms, norms)
     cos = np.clip(np.divide(G, outer, out=np.zeros_like(G), where=outer > 0), -1.0, 1.0)
-    return G, outer, cos, np.arccos(cos)
+    theta = np.arccos(cos)
+    supplement = np.pi - theta
+    i, j = np.nonzero((np.abs(cos) > 0.5) & (outer > 0))
+    if i.size:
+        U = X / np.where(norms > 0, norms, 1.0)[:, None]
+        minus, plus = _half_angle_pairs(U, i, j)
+        theta[i, j] = 2 * np.arctan2(minus, plus)
+        supplement[i, j] = 2 * np.arctan2(plus, minus)
+    return G, outer, cos, theta, supplement
 
 
 def ntk_infinite(X: np.ndarray, train: str = "W", kappa: float = 1.0, loss: str = "sum") -> np.ndarray:
-    """H-infinity: x_i.x_j (pi - theta_ij)/(2 pi)  [+ kappa^2 ||x_i|| ||x_j|| (sin t + (pi - t) cos t)/(2 pi) if both]."""
+    """H-infinity: x_i.x_j (pi - theta_ij)/(2 pi)  [+ kappa^2 ||x_i|| ||x_j|| (sin t + (pi - t) cos t)/(2 pi) if both]
+    (docs/theory.md#kernels); the angles come from `_angles`, stable near 0 and pi."""
     check_options(train, loss)
     X = as_inputs(X)
-    G, outer, cos, theta = _angles(X)
-    H = G * (np.pi - theta) / (2 * np.pi)
+    kappa = as_kappa(kappa)
+    G, outer, cos, theta, supplement = _angles(X)
+    H = G * (supplement / (2 * np.pi))
     if train == "both":
-        H = H + kappa**2 * outer * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi)
+        H = H + kappa**2 * outer * (np.sin(theta) + supplement * cos) / (2 * np.pi)
+    if not np.all(np.isfinite(H)):
+        raise NtkodeError(f"H-infinity overflows for kappa={kappa:g} and these inputs; rescale X or kappa",
+                          param="kappa")
     return H * loss_factor(loss, X.shape[0])
 
 
@@ -136,7 +213,7 @@ def kernel_drift(H: np.ndarray, H0: np.ndarray) -> float:
 
 def _parallel_pairs(X: np.ndarray, rel_tol: float) -> list[tuple[int, int, bool]]:
     """(i, j, duplicate?) for i < j whose inputs point the same way: 1 - cos theta_ij <= rel_tol."""
-    _, outer, cos, _ = _angles(X)
+    _, outer, cos, _, _ = _angles(X)
     i, j = np.nonzero(np.triu(1.0 - cos <= rel_tol, k=1) & (outer > 0))
     same = np.all(np.isclose(X[i], X[j], rtol=rel_tol, atol=0.0), axis=1)
     return list(zip(i.tolist(), j.tolist(), same.tolist()))

@@ -5,7 +5,8 @@ import numpy as np
 
 from ntkode.errors import NtkodeError
 
-from .data import as_seed
+from .data import as_count, as_seed
+from .kernels import as_kappa
 
 
 def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -13,13 +14,15 @@ def init_network(width: int, d: int, seed: int, kappa: float = 1.0) -> tuple[np.
 
     Drawn with numpy.random.default_rng(seed), so every backend starts from the same net.
     """
-    if int(width) != width or width < 1 or int(d) != d or d < 1:
-        raise NtkodeError(f"width and d must be positive integers; got width={width!r}, d={d!r}")
-    if not np.isfinite(kappa) or kappa <= 0:
-        raise NtkodeError(f"kappa must be a positive number; got {kappa!r}", param="kappa")
+    width, d = as_count("width", width), as_count("d", d)
+    kappa = as_kappa(kappa)
     rng = np.random.default_rng(as_seed(seed))
-    W = kappa * rng.standard_normal((int(width), int(d)))
-    a = rng.integers(0, 2, size=int(width)).astype(float) * 2.0 - 1.0
+    try:
+        W = kappa * rng.standard_normal((width, d))
+    except (MemoryError, ValueError):
+        raise NtkodeError(f"width {width} x d {d} weights do not fit in memory; reduce the width",
+                          param="width") from None
+    a = rng.integers(0, 2, size=width).astype(float) * 2.0 - 1.0
     return W, a
 
 

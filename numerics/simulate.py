@@ -23,7 +23,7 @@ from ntkode.theory import spectral_radius
 from .backend import batch_slices, batch_target, device_name, get_xp, memory_budget
 from .data import as_labels
 from .engine import Batch, Problem, pool_slots
-from .kernels import (as_inputs, check_data, check_options, empirical_from_preactivations, kernel_drift,
+from .kernels import (as_inputs, as_kappa, check_data, check_options, empirical_from_preactivations, kernel_drift,
                       kernel_spectrum, loss_factor, ntk_infinite)
 from .network import PRESETS, draw_network, with_bias_column
 from .result import SimulationResult
@@ -77,20 +77,38 @@ def predicted_unstable(method: Method, lam: np.ndarray, settings: list[dict]) ->
 
 
 def _positive_ints(name: str, values) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(values))
-    if arr.ndim != 1 or arr.size == 0 or not np.all(np.equal(np.mod(arr, 1), 0)) or np.any(arr < 1):
+    """values as a 1-D int array of integers in [1, 2**53], or NtkodeError (strings, bools, huge numbers refused)."""
+    try:
+        arr = np.atleast_1d(np.asarray(values))
+    except (ValueError, TypeError):
+        arr = np.array([], dtype=object)
+    numeric = arr.dtype.kind in "iuf" and arr.ndim == 1 and arr.size > 0
+    if not numeric or not np.all(np.isfinite(arr)) or np.any(np.mod(arr, 1) != 0) or np.any(arr < 1) \
+            or np.any(arr > 2**53):
         raise NtkodeError(f"{name} must be positive integers; got {values!r}", param=name)
-    return arr.astype(int)
+    return arr.astype(np.int64)
+
+
+#: the most seeds one call accepts (each is a network held on the host)
+MAX_SEEDS = 1_000_000
 
 
 def _seeds(seeds) -> np.ndarray:
-    """seeds=S (int) means range(S); a sequence is taken as the seeds themselves (non-negative integers)."""
+    """seeds=S (int, at most MAX_SEEDS) means range(S); a sequence is taken as the seeds themselves
+    (distinct non-negative integers: a repeated seed would be the same network twice)."""
     if np.ndim(seeds) == 0:
-        return np.arange(_positive_ints("seeds", seeds)[0])
+        count = _positive_ints("seeds", seeds)[0]
+        if count > MAX_SEEDS:
+            raise NtkodeError(f"seeds must be at most {MAX_SEEDS} networks; got {count}", param="seeds")
+        return np.arange(count)
     arr = np.asarray(seeds)
     if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
         raise NtkodeError(f"seeds must be a positive count or a list of non-negative integers; got {seeds!r}",
                           param="seeds")
+    values, counts = np.unique(arr, return_counts=True)
+    if np.any(counts > 1):
+        raise NtkodeError(f"seeds {values[counts > 1][:10].tolist()} are repeated: each would train the same "
+                          "network twice; give distinct seeds", param="seeds")
     return arr.astype(int)
 
 
@@ -221,6 +239,7 @@ def simulate(
     spec = load_method(method)
     parametrization, init, train, loss = apply_preset(preset, parametrization, init, train, loss)
     check_options(train, loss)
+    kappa = as_kappa(kappa)
     X = as_inputs(X)
     y = as_labels(y, X.shape[0])
     X_net = with_bias_column(X) if parametrization == "standard" else X

@@ -24,7 +24,9 @@ def test_two_real_claims_write_the_report(tmp_path, capsys):
     code = main(["verify", "--claims", "width-convergence,mom2-rate", "--device", "cpu", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    records = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "complete" and report["complete"] is True
+    records = report["claims"]
     assert [r["name"] for r in records] == ["width-convergence", "mom2-rate"]
     for record in records:
         assert {"name", "statement", "predicted", "measured", "tolerance", "passed"} <= set(record)
@@ -50,8 +52,10 @@ def test_interrupted_run_keeps_finished_claims(tmp_path, monkeypatch):
     monkeypatch.setitem(claims_module.CLAIMS, "fake-pass", _fake_claim("fake-pass", 1.0))
     monkeypatch.setitem(claims_module.CLAIMS, "fake-stop", Claim("fake-stop", "s", interrupt, {"quick": {}, "full": {}}))
     assert main(["verify", "--claims", "fake-pass,fake-stop", "--out", str(tmp_path)]) == 130
-    records = json.loads((tmp_path / "report.json").read_text())
-    assert [r["name"] for r in records] == ["fake-pass"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["name"] for r in report["claims"]] == ["fake-pass"]
+    assert report["status"] == "interrupted" and report["complete"] is False
+    assert "INCOMPLETE (interrupted)" in (tmp_path / "report.md").read_text()
 
 
 def test_unknown_claim_is_one_line_exit_2(tmp_path, capsys):

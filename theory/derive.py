@@ -8,7 +8,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from ntkode.declaration import Method
-from ntkode.symbols import k, s, z
+from ntkode.symbols import k, s
 
 from .discrete import closed_form_roots, closed_form_rate, jury_conditions, rate_polynomial
 from .methods import get_method

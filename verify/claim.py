@@ -106,12 +106,19 @@ def _finite_or_none(x: float) -> float | None:
 
 @dataclass(frozen=True)
 class Curve:
-    """One line or point set of a figure; style "measured", "predicted" or "marker"."""
+    """One line or point set of a figure; style "measured", "predicted" or "marker".
+
+    yerr: optional error bars (e.g. the standard error across seeds), one per point.
+    group: curves sharing a group are drawn in one colour (points and their fitted line);
+    empty means one derived from the label (`ntkode.verify.report.curve_group`).
+    """
 
     label: str
     x: list[float]
     y: list[float]
     style: str = "measured"
+    yerr: list[float] | None = None
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,22 +159,23 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
+        """Every check passed, and there was at least one: a claim that measured nothing fails."""
         return bool(self.checks) and all(c.passed for c in self.checks)
 
     @property
-    def worst(self) -> Check:
-        """The check that decides: the one furthest from its tolerance."""
-        return max(self.checks, key=lambda c: c.score)
+    def worst(self) -> Check | None:
+        """The check that decides: the one furthest from its tolerance (None when nothing was measured)."""
+        return max(self.checks, key=lambda c: c.score, default=None)
 
     def to_json(self) -> dict[str, Any]:
         worst = self.worst
         return {
             "name": self.name,
             "statement": self.statement,
-            "quantity": worst.quantity,
-            "predicted": _finite_or_none(worst.predicted),
-            "measured": _finite_or_none(worst.measured),
-            "tolerance": worst.tolerance.describe(),
+            "quantity": worst.quantity if worst else "(no measurement)",
+            "predicted": _finite_or_none(worst.predicted) if worst else None,
+            "measured": _finite_or_none(worst.measured) if worst else None,
+            "tolerance": worst.tolerance.describe() if worst else "-",
             "passed": self.passed,
             "setting": self.setting,
             "seconds": round(self.seconds, 3),

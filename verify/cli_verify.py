@@ -10,19 +10,23 @@ DESCRIPTION = """Check the theory's predictions on finite-width networks.
 Each claim compares a prediction of ntkode.theory with a measurement on networks
 trained by ntkode.numerics.simulate, within a tolerance fixed in advance; the
 table lists every comparison. Writes DIR/report.json, DIR/report.md and one
-PNG per claim (rewritten as each claim finishes). Exit status: 0 when every claim
-run passed, 1 when any failed, 2 on bad input."""
+PNG per claim (rewritten as each claim finishes; a run cut short is marked
+INCOMPLETE, and --resume then keeps the claims it finished). The output directory
+is checked before anything runs. Exit status: 0 when every claim run passed, 1 when
+any failed (a measurement that could not be made fails), 2 on bad input."""
 
 
 def _handle(args: argparse.Namespace) -> int:
     from .runner import run
 
-    report = run(args.claims, setting=args.setting, device=args.device, out=args.out, progress=True)
+    report = run(args.claims, setting=args.setting, device=args.device, out=args.out, progress=True,
+                 resume=args.resume)
     print(report.table())
     passed = sum(o.passed for o in report.outcomes)
+    resumed = f", {len(report.resumed)} resumed" if report.resumed else ""
     print(
         f"\n{passed}/{len(report.outcomes)} claims passed ({report.setting}, {report.device}, "
-        f"{report.seconds:.1f} s); report in {report.out}/"
+        f"{report.seconds:.1f} s{resumed}); report in {report.out}/"
     )
     return 0 if report.passed else 1
 
@@ -47,4 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="where to simulate (default auto: GPU if CuPy sees one)")
     parser.add_argument("--out", metavar="DIR", default="ntkode-report",
                         help="report directory (default ./ntkode-report)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the claims of DIR's earlier report whose inputs and ntkode version are unchanged")
     parser.set_defaults(func=_handle, setting="quick")

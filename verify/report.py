@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-from .claim import Figure, Outcome  # noqa: E402
+from .claim import Curve, Figure, Outcome  # noqa: E402
+
+#: the files every report writes besides one PNG per claim
+REPORT_FILES = ("report.json", "report.md")
 
 HEADER = ("claim", "quantity", "predicted", "measured", "tolerance", "result")
 
@@ -51,13 +57,24 @@ def format_table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(outcomes: Sequence[Outcome], setting: str, device: str, seconds: float) -> str:
-    """report.md: the summary table, then each claim's statement, notes, figure and tolerances."""
+def _status_line(meta: Mapping[str, Any], outcomes: Sequence[Outcome]) -> str:
+    """The report's first sentence: a run that did not finish says so, with how far it got."""
     passed = sum(o.passed for o in outcomes)
+    requested = len(meta.get("claims_requested", outcomes))
+    head = (f"Setting `{meta['setting']}` on `{meta['device']}`, ntkode {meta['ntkode_version']}, "
+            f"started {meta['started']}: ")
+    if meta["status"] == "complete":
+        return head + f"{passed}/{len(outcomes)} claims passed in {meta['seconds']:.1f} s."
+    return head + (f"**INCOMPLETE ({meta['status']})**: {len(outcomes)} of {requested} claims finished, "
+                   f"{passed} passed, after {meta['seconds']:.1f} s. Rerun with `ntkode verify --resume`.")
+
+
+def to_markdown(outcomes: Sequence[Outcome], meta: Mapping[str, Any]) -> str:
+    """report.md: the status, the summary table, then each claim's statement, notes, figure and tolerances."""
     lines = [
         "# ntkode verify report",
         "",
-        f"Setting `{setting}` on `{device}`: {passed}/{len(outcomes)} claims passed in {seconds:.1f} s.",
+        _status_line(meta, outcomes),
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
@@ -73,18 +90,50 @@ def to_markdown(outcomes: Sequence[Outcome], setting: str, device: str, seconds:
     return "\n".join(lines) + "\n"
 
 
+def curve_group(curve: Curve) -> str:
+    """The colour key of a curve: its `group`; else a leading "name=value" word of its label
+    ("r=2 network" and "r=2 ODE envelope"); else its label up to the first ":" or " ("
+    ("gap (seed mean)" and "gap: fitted slope -0.5")."""
+    if curve.group:
+        return curve.group
+    first = curve.label.split(" ")[0].rstrip(",:")
+    if re.fullmatch(r"[^\s=]+=[^\s=]+", first):
+        return first
+    return curve.label.split(":")[0].split(" (")[0].strip()
+
+
+def _tidy_log_axis(axis, values: list[float]) -> None:
+    """On a log axis spanning less than two decades, label a few plain numbers instead of
+    matplotlib's minor-tick labels (which overlap: "3x10^3 4x10^3")."""
+    positive = [v for v in values if v > 0 and np.isfinite(v)]
+    if not positive or max(positive) / min(positive) >= 100:
+        return
+    distinct = sorted(set(positive))
+    if len(distinct) > 6:
+        distinct = [float(f"{v:.2g}") for v in np.geomspace(distinct[0], distinct[-1], 5)]
+    axis.set_minor_formatter(NullFormatter())
+    axis.set_major_locator(FixedLocator(distinct))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
+
+
 def draw_figure(figure: Figure, path: Path) -> None:
-    """Draw measured curves solid, predicted ones dashed, markers as points; save a PNG."""
+    """Draw measured curves solid, predicted ones dashed, markers as points (with error bars
+    when a curve has `yerr`); curves of one `curve_group` share a colour; save a PNG atomically."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours: dict[str, str] = {}
     for curve in figure.curves:
-        if curve.style == "predicted":
-            ax.plot(curve.x, curve.y, "--", linewidth=1.5, label=curve.label)
-        elif curve.style == "marker":
-            ax.plot(curve.x, curve.y, "o", markersize=6, label=curve.label)
-        else:
-            ax.plot(curve.x, curve.y, "-", linewidth=1.0, alpha=0.85, label=curve.label)
+        colour = colours.setdefault(curve_group(curve), palette[len(colours) % len(palette)])
+        fmt, width = {"predicted": ("--", 1.5), "marker": ("o", 1.0)}.get(curve.style, ("-", 1.0))
+        ax.errorbar(curve.x, curve.y, yerr=curve.yerr, fmt=fmt, color=colour, linewidth=width, capsize=3,
+                    markersize=6 if curve.style == "marker" else 0, label=curve.label,
+                    alpha=0.85 if curve.style == "measured" else 1.0)
     ax.set_xscale(figure.xscale)
     ax.set_yscale(figure.yscale)
+    if figure.xscale == "log":
+        _tidy_log_axis(ax.xaxis, [x for curve in figure.curves for x in curve.x])
+    if figure.yscale == "log":
+        _tidy_log_axis(ax.yaxis, [y for curve in figure.curves for y in curve.y])
     ax.set_xlabel(figure.xlabel)
     ax.set_ylabel(figure.ylabel)
     ax.set_title(figure.title, fontsize=10)
@@ -105,8 +154,15 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(outcomes: Sequence[Outcome], out: Path, setting: str, device: str, seconds: float) -> None:
-    """DIR/report.json (a list of claim objects) and DIR/report.md for the outcomes so far."""
+def report_json(outcomes: Sequence[Outcome], meta: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """report.json's object: the run's metadata (version, setting, device, start, status, seconds, ...)
+    and, under "claims", one record per claim with the `key` of its inputs (for --resume)."""
+    claims = [dict(o.to_json(), key=key) for o, key in zip(outcomes, keys)]
+    return dict(meta, complete=meta["status"] == "complete", claims=claims)
+
+
+def write_report(outcomes: Sequence[Outcome], out: Path, meta: Mapping[str, Any], keys: Sequence[str]) -> None:
+    """DIR/report.json (`report_json`) and DIR/report.md for the outcomes so far."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "report.json", json.dumps([o.to_json() for o in outcomes], indent=2) + "\n")
-    write_text(out / "report.md", to_markdown(outcomes, setting, device, seconds))
+    write_text(out / "report.json", json.dumps(report_json(outcomes, meta, keys), indent=2) + "\n")
+    write_text(out / "report.md", to_markdown(outcomes, meta))
