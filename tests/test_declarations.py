@@ -250,6 +250,16 @@ def test_numeric_tuner_reproduces_the_closed_form(method, lo, hi):
         assert found["hyper"][name] == pytest.approx(value, rel=5e-4, abs=1e-6), name
 
 
+def test_qhm_optimum_is_heavy_ball_at_nu_1():
+    """QHM at nu = 1 is heavy ball with step alpha (1 - beta) (docs/theory.md#state-space), so its tuned rate is
+    Polyak's (sqrt(k) - 1)/(sqrt(k) + 1), reached on the closed end nu = 1 of its domain."""
+    best = optimal(DECLARED["qhm"], 0.2, 3.0)
+    polyak = optimal("hb", 0.2, 3.0)
+    assert best["hyper"]["nu"] == 1.0
+    assert best["rate"] == pytest.approx(polyak["rate_formula"], rel=1e-6)
+    assert best["hyper"]["alpha"] * (1 - best["hyper"]["beta"]) == pytest.approx(polyak["hyper"]["eta"], rel=1e-3)
+
+
 def test_nag_sc_optimum_is_lessard_recht_packard_and_the_standard_tuning_is_named():
     """Lessard, Recht & Packard 2016: eta = 4/(3 L + mu), beta = (sqrt(3k+1) - 2)/(sqrt(3k+1) + 2),
     rho = 1 - 2/sqrt(3k+1); Nesterov's textbook tuning (1/L, (sqrt(k)-1)/(sqrt(k)+1)) reaches 1 - 1/sqrt(k)."""
