@@ -63,6 +63,7 @@ def test_mom2_rate_end_to_end_against_companion_matrix():
 
     outcome = CLAIMS["mom2-rate"].run("quick", "cpu", seeds=2)
     assert outcome.passed, outcome.to_json()
+    assert [c.predicted for c in outcome.checks] == [p.value for p in CLAIMS["mom2-rate"].predict(outcome.params, 1.0)]
     X, _ = sphere_data(10, 10, 0)
     lam = kernel_spectrum(ntk_infinite(X))[0]
     for check, (scale, b1, b2) in zip(outcome.checks, CLAIMS["mom2-rate"].defaults["quick"]["settings"]):

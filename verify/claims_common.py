@@ -16,10 +16,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ntkode.numerics import SimulationResult, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data
+from ntkode.numerics import (
+    SimulationResult, init_network, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data,
+)
 from ntkode.theory import RateResult
 
-from .claim import Check, Curve, Tolerance
+from .claim import Check, Curve, Prediction, Predict, Tolerance
 from .fit import Fit, fit_linear_rate
 
 #: parameters every simulated claim takes
@@ -117,3 +119,28 @@ def error_curves(label: str, series: np.ndarray, fit: Fit, predicted_rate: float
         Curve(label, keep.tolist(), np.abs(series[keep]).tolist(), "measured"),
         Curve(f"{label}: predicted rho={predicted_rate:.4g}", line.tolist(), predicted.tolist(), "predicted"),
     ]
+
+
+def initial_spectra(problem: Problem, width: int, seeds: int) -> np.ndarray:
+    """(seeds, n) spectra of H(W_0) for seeds 0..S-1, drawn as `simulate` draws them (`init_network`)."""
+    d = problem.X.shape[1]
+    return np.array([kernel_spectrum(ntk_empirical(*init_network(width, d, s), problem.X))[0] for s in range(seeds)])
+
+
+def sensitivity_note(predict: Predict, params: Mapping[str, Any], scales: Sequence[float] = (0.9, 1.1)) -> str:
+    """How far each rate check's prediction moves, in units of its tolerance, when every kernel
+    eigenvalue is multiplied by each of `scales` (hyper-parameters fixed): a check can only fail
+    for a wrong kernel if this exceeds 1."""
+    base = predict(params, 1.0)
+    moved = [predict(params, scale) for scale in scales]
+    parts = []
+    for i, p in enumerate(base):
+        shifts = "/".join(f"{p.tolerance.score(m[i].value, p.value):.2g}" for m in moved)
+        parts.append(f"{p.label}: {shifts}")
+    return (f"sensitivity (prediction shift in tolerances for spectrum x{'/x'.join(f'{s:g}' for s in scales)}): "
+            + "; ".join(parts))
+
+
+def checks_from(predictions: Sequence[Prediction], measured: Sequence[tuple[float, float]]) -> list[Check]:
+    """Pair each prediction with its (measured value, stderr)."""
+    return [p.check(value, err) for p, (value, err) in zip(predictions, measured, strict=True)]
