@@ -1,5 +1,6 @@
 """ntkode.numerics: NTK kernels and batched finite-width training (CuPy or NumPy)."""
 from .backend import get_xp
+from .diagnostic import LazyDiagnostic, lazy_diagnostic
 from .data import digits_data, load_data, paper_data, sphere_data
 from .kernels import check_data, kernel_drift, kernel_spectrum, ntk_empirical, ntk_infinite
 from .network import forward, init_network
@@ -8,6 +9,6 @@ from .simulate import simulate
 from .sweep import sweep
 
 __all__ = [
-    "SimulationResult", "check_data", "digits_data", "forward", "get_xp", "init_network", "kernel_drift",
-    "kernel_spectrum", "load_data", "ntk_empirical", "ntk_infinite", "paper_data", "simulate", "sphere_data", "sweep",
+    "LazyDiagnostic", "SimulationResult", "check_data", "digits_data", "forward", "get_xp", "init_network", "kernel_drift",
+    "kernel_spectrum", "lazy_diagnostic", "load_data", "ntk_empirical", "ntk_infinite", "paper_data", "simulate", "sphere_data", "sweep",
 ]

@@ -188,6 +188,8 @@ class Prediction:
     quantity: str
     value: float
     tolerance: Tolerance
+    #: spectrum scales this prediction cannot detect (by derivation; the claim's doc says why)
+    blind_to: tuple[float, ...] = ()
 
     def check(self, measured: float, stderr: float) -> Check:
         """The check that compares this prediction with a measurement."""
