@@ -17,55 +17,82 @@ from .claims_common import (
 from .fit import fit_power_law, upper_envelope
 
 
-def _small_eta_run(prob, params, device):
-    """NAG at eta = eta_lam0/lam_0 for every r, long enough that sqrt(lam_0) t reaches the window's end."""
-    eta = params["eta_lam0"] / prob.lam0
-    steps = int(math.ceil(1.05 * params["x_window"][1] / math.sqrt(params["eta_lam0"])))
-    hyper = [{"lr": eta, "r": r} for r in params["rs"]]
-    return run_simulation("nag", prob, params, hyper, steps, device, movement=False), eta, steps
+def _raw_slope(t: np.ndarray, series: np.ndarray, t_window: tuple[float, float]) -> float:
+    """Envelope slope d log|e| / d log t over t_window, on the raw series (nothing divided out)."""
+    return fit_power_law(t, series, t_window).value
 
 
 def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
-    """In the ODE regime Nesterov's error envelope decays like t^(-r/2): sublinear.
+    """As eta -> 0 Nesterov's error envelope decays like t^(-r/2) in t = k sqrt(eta): sublinear.
 
     Theorem: with t = k sqrt(eta), NAG with beta_k = (k-1)/(k+r-1) tends to
     e'' + (r/t) e' + H e = 0, solved per eigenvalue by e(t) = e_0 Gamma(nu+1)
     (2/(sqrt(lam) t))^nu J_nu(sqrt(lam) t), nu = (r-1)/2, whose envelope decays like
-    t^(-r/2) (loss like t^(-r)); the discrete method adds the factor (1 - eta lam)^(k/2).
+    t^(-r/2) (loss like t^(-r)). At fixed eta the discrete method carries the extra factor
+    (1 - eta lam)^(k/2) = exp(-sqrt(eta lam) sqrt(lam) t/2 + ...), which steepens the raw slope
+    over a fixed window by an amount proportional to sqrt(eta lam_0): it vanishes in the limit.
     Algorithm: Y = W_k + beta_k (W_k - W_{k-1}); W_{k+1} = Y - eta grad L(Y).
-    Theoretical guarantee: |e(t)| <= C t^(-r/2) with the exponent tight (Bessel asymptotics).
+    Theoretical guarantee: |e(t)| <= C t^(-r/2) with the exponent tight (Bessel asymptotics),
+    in the limit eta -> 0.
     References: Su, Boyd & Candes, "A differential equation for modeling Nesterov's
     accelerated gradient method", JMLR 2016; Bu, Xu & Chen, AISTATS 2021.
-    Measurement: eta lam_0 = eta_lam0 (small); the projection on the slowest
-    eigenvector, divided by theory's discrete factor rho^k = (1 - eta lam_0)^(k/2) (from
-    `spectral_radius("nag", [lam_0])`), fitted by `fit_power_law` on its envelope over
-    sqrt(lam_0) t in x_window, where the Bessel asymptotics hold; one slope per seed.
-    Tolerance: absolute 0.1 on the slope: the envelope fit of the exact ODE solution on
-    this window is within 0.01; the discrete recursion at eta lam_0 = 1e-3 differs by
-    up to ~0.05; finite width leaks other modes into the projection.
+    Measurement: eta lam_0 in eta_lam0s (e.g. 1e-2, 1e-3, 1e-4), the same window
+    sqrt(lam_0) t in x_window (k = t/sqrt(eta) steps), every r; the RAW projection on the
+    slowest eigenvector, its envelope slope against log t by `fit_power_law` (seed mean).
+    (i) per eta, against the same fit of theory's discrete prediction
+    `nag_discrete_prediction(..., shift=r/2)` on that window; (ii) the limit: the
+    intercept of the line slope = a + b sqrt(eta lam_0) through the measured slopes,
+    against -r/2. Nothing of theory is divided out of the measurement.
+    Tolerance: (i) absolute 0.05 + delta |slope + r/2|: the shifted prediction's model error
+    is below 0.01 in log over the window (tests/test_verify_claims_nesterov.py), finite width
+    leaks other modes into the projection (earlier seed scatter ~0.03), and the discrete
+    factor's part of the slope, slope + r/2 (log (1 - eta lam)^(k/2) is ~linear in lam), moves
+    by the relative kernel error delta of `lazy_diagnostic` (the ODE part does not: its
+    envelope slope is scale-free); (ii) absolute 0.1: a three-point
+    extrapolation to sqrt(eta lam_0) = 0 roughly doubles the per-point error (0.05).
+    These are orders of decay, independent of the kernel's scale by the theorem.
     """
     prob = sphere_problem(params)
-    sim, eta, steps = _small_eta_run(prob, params, device)
-    k = np.arange(steps + 1)
-    t = k * math.sqrt(eta)
     t_window = tuple(x / math.sqrt(prob.lam0) for x in params["x_window"])
+    roots = np.sqrt(np.asarray(params["eta_lam0s"], dtype=float))
+    measured = np.empty((len(params["rs"]), roots.size))
     checks, curves = [], []
-    for s, r in enumerate(params["rs"]):
-        rho = spectral_radius("nag", prob.lam[:1], lr=eta, r=r).rate
-        corrected = sim.projections[0, s, :, :, 0] / rho ** k
-        fits = [fit_power_law(t, row, t_window) for row in corrected]
-        slope, err = mean_and_stderr([f.value for f in fits], fits[0].stderr)
-        tol = Tolerance("abs", 0.1, "ODE-solution fit < 0.01, discrete recursion ~0.05, finite-width leakage")
-        checks.append(Check(f"r={r:g}", "envelope slope d log|e|/d log t", -ode_rate("nag", prob.lam, r=r).order,
-                            slope, err, tol))
-        scale = abs(corrected[0, 0])
-        curves.append(Curve(f"r={r:g} network / rho^k (seed 0)", t[1:].tolist(), np.abs(corrected[0, 1:]).tolist()))
-        curves.append(Curve(f"r={r:g} ODE envelope ~ t^(-{r / 2:g})", t[1:].tolist(),
-                            (scale * nag_envelope(t[1:], prob.lam0, r)).tolist(), "predicted"))
-    figure = Figure("nag-sublinear-ode: slowest eigen-direction, discrete factor divided out",
-                    "t = k sqrt(eta)", "|u_0^T e| / (1 - eta lam_0)^(k/2)", curves, xscale="log")
-    notes = [f"eta = {eta:.4g} (eta lam_0 = {params['eta_lam0']:g}), {steps} steps; fit window "
-             f"t in [{t_window[0]:.3g}, {t_window[1]:.3g}]"]
+    delta = max(d.rate_error for d in diagnostics(prob, params["width"], params["seeds"]))
+    for j, eta_lam0 in enumerate(params["eta_lam0s"]):
+        eta = eta_lam0 / prob.lam0
+        steps = int(math.ceil(1.05 * params["x_window"][1] / math.sqrt(eta_lam0)))
+        sim = run_simulation("nag", prob, params, [{"lr": eta, "r": r} for r in params["rs"]], steps, device,
+                             movement=False)
+        k = np.arange(steps + 1)
+        t = k * math.sqrt(eta)
+        for i, r in enumerate(params["rs"]):
+            rows = sim.projections[0, i, :, :, 0]
+            slope, err = mean_and_stderr([_raw_slope(t, row, t_window) for row in rows])
+            measured[i, j] = slope
+            theory = _raw_slope(t, nag_discrete_prediction(k, prob.lam0, eta, r, shift=r / 2), t_window)
+            per_eta = Tolerance("abs", round(0.05 + delta * abs(theory + r / 2), 4),
+                                f"0.05 (model error < 0.01, mode leakage ~0.03) + kernel error {delta:.3g} x "
+                                f"the discrete factor's part {abs(theory + r / 2):.3g} of the slope")
+            checks.append(Check(f"r={r:g}, eta lam0={eta_lam0:g}", "raw envelope slope d log|e|/d log t", theory,
+                                slope, err, per_eta))
+            if i == len(params["rs"]) - 1:
+                curves.append(Curve(f"r={r:g}, eta lam_0={eta_lam0:g} (seed 0)", t[1:].tolist(),
+                                    np.abs(rows[0, 1:] / rows[0, 0]).tolist()))
+    limit = Tolerance("abs", 0.1, "three-point extrapolation to eta = 0 about doubles the per-point 0.05")
+    for i, r in enumerate(params["rs"]):
+        slope_b, intercept = np.polyfit(roots, measured[i], 1)
+        checks.append(Check(f"r={r:g}, limit eta->0", "intercept of slope vs sqrt(eta lam_0)",
+                            -ode_rate("nag", prob.lam, r=r).order, float(intercept), 0.0, limit))
+    r_last = params["rs"][-1]
+    t_fine = np.geomspace(t_window[0] / 3, t_window[1], 200)
+    curves.append(Curve(f"r={r_last:g}: ODE envelope ~ t^(-{r_last / 2:g})", t_fine.tolist(),
+                        nag_envelope(t_fine, prob.lam0, r_last).tolist(), "predicted"))
+    figure = Figure("nag-sublinear-ode: raw slowest eigen-direction at three step sizes", "t = k sqrt(eta)",
+                    "|u_0^T e_k| / |u_0^T e_0|", curves, xscale="log")
+    notes = [f"fit window t in [{t_window[0]:.3g}, {t_window[1]:.3g}] for every eta; measured raw slopes "
+             f"(rows r = {list(params['rs'])}, columns eta lam_0 = {list(params['eta_lam0s'])}): "
+             f"{np.round(measured, 3).tolist()}",
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
     return Evidence(checks, figure, notes)
 
 
@@ -177,13 +204,13 @@ def measure_nag_discrete(params: Mapping[str, Any], device: str) -> Evidence:
 
 NAG_SUBLINEAR_ODE = Claim(
     "nag-sublinear-ode",
-    "In the small-eta regime Nesterov's error envelope decays like t^(-r/2) (sublinear), for several r.",
+    "As eta -> 0 Nesterov's raw error envelope decays like t^(-r/2) (sublinear), for several r.",
     measure_nag_sublinear,
     {
-        "quick": {**PROBLEM_QUICK, "width": 8192, "seeds": 2, "eta_lam0": 1e-3, "rs": (2, 3, 4),
-                  "x_window": (6.0, 60.0)},
-        "full": {**PROBLEM_QUICK, "width": 32768, "seeds": 8, "eta_lam0": 1e-3, "rs": (2, 3, 4, 6),
-                 "x_window": (6.0, 60.0)},
+        "quick": {**PROBLEM_QUICK, "width": 8192, "seeds": 2, "eta_lam0s": (1e-2, 1e-3, 1e-4), "rs": (2, 3, 4),
+                  "x_window": (6.0, 40.0)},
+        "full": {**PROBLEM_QUICK, "width": 32768, "seeds": 8, "eta_lam0s": (1e-2, 1e-3, 1e-4), "rs": (2, 3, 4, 6),
+                 "x_window": (6.0, 40.0)},
     },
 )
 
