@@ -92,7 +92,8 @@ def measure_gd(params: Mapping[str, Any], device: str) -> Evidence:
     figure = Figure("gd-linear: error along the slowest eigenvector (seed 0)", "step k", "|u_0^T e_k|", curves)
     notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf); "
              f"lambda_min(H(W0)) = {np.mean(sim.lam_emp[0, :, 0]):.4g} (seed mean)",
-             sensitivity_note(gd_predictions, params)]
+             sensitivity_note(gd_predictions, params),
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
     return Evidence(checks, figure, notes)
 
 
@@ -155,7 +156,8 @@ def measure_hb(params: Mapping[str, Any], device: str) -> Evidence:
     figure = Figure(f"hb-linear: eta = {hyper[0]['lr']:.3g}, slowest eigen-direction (seed 0)", "step k",
                     "|u_i^T e_k|", curves)
     notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)",
-             sensitivity_note(hb_predictions, params)]
+             sensitivity_note(hb_predictions, params),
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
     return Evidence(checks, figure, notes)
 
 
@@ -282,7 +284,8 @@ def measure_mom2(params: Mapping[str, Any], device: str) -> Evidence:
     checks, curves = _setting_rate_checks("mom2", prob, sim, hyper, mom2_predictions(params))
     figure = Figure("mom2-rate: slowest eigen-direction (seed 0)", "step k", "|u_i^T e_k|", curves)
     notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)",
-             sensitivity_note(mom2_predictions, params)]
+             sensitivity_note(mom2_predictions, params),
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
     return Evidence(checks, figure, notes)
 
 
