@@ -25,7 +25,8 @@ def test_rate_claims_declare_their_predictions():
 @pytest.mark.parametrize("name", RATE_CLAIMS)
 def test_each_rate_check_fails_on_a_spectrum_off_by_ten_percent(name, setting, scale):
     claim = CLAIMS[name]
-    params = claim.params(setting)
+    # two seeds keep the full setting cheap: its widths (hence tolerances) are what matter here
+    params = claim.params(setting, seeds=2)
     base = claim.predict(params, 1.0)
     moved = claim.predict(params, scale)
     assert base and [p.label for p in base] == [p.label for p in moved]
