@@ -216,7 +216,7 @@ def measure_nag_sc(params: Mapping[str, Any], device: str) -> Evidence:
     double root's factor k does not bias rho. The verdict is read against H-infinity and
     against each seed's H(W_0), both known before training; the kernel H(W_T) the net
     ends with is reported in the notes only (post hoc, it decides nothing).
-    Tolerance (derived before training): at the double root a kernel error delta lowering
+    Tolerance: derived before training. At the double root a kernel error delta lowering
     lambda_0 splits the root, rho -> rho (1 + sqrt(delta/(kappa - 1))), so log(rho) moves
     like sqrt(delta) (~9% for delta = 1% at kappa = 7.4). delta comes from
     `lazy_diagnostic`: for H(W_0) the drift bound ||H(W_0 + dW) - H(W_0)||/lambda_min
