@@ -11,6 +11,7 @@ from ntkode.verify.claims import CLAIMS
 ISSUE_CLAIMS = [
     "gd-linear", "hb-linear", "hb-optimal-damping", "nag-sublinear-ode", "nag-discrete-linear",
     "nag-sc-linear", "mom2-rate", "width-convergence", "lazy-training", "du-width",
+    "implicit-bias",
 ]
 SECTIONS = ("Theorem:", "Algorithm:", "Theoretical guarantee:", "References:", "Measurement:", "Tolerance:")
 
