@@ -10,12 +10,13 @@ from ntkode.verify.claims import CLAIMS
 
 ISSUE_CLAIMS = [
     "gd-linear", "hb-linear", "hb-optimal-damping", "nag-sublinear-ode", "nag-discrete-linear",
-    "nag-sc-linear", "mom2-rate", "width-convergence", "lazy-training",
+    "nag-sc-linear", "mom2-rate", "width-convergence", "lazy-training", "du-width",
+    "implicit-bias",
 ]
 SECTIONS = ("Theorem:", "Algorithm:", "Theoretical guarantee:", "References:", "Measurement:", "Tolerance:")
 
 
-def test_the_nine_claims_of_the_issue():
+def test_the_claims_of_the_issues():
     assert sorted(CLAIMS) == sorted(ISSUE_CLAIMS)
 
 
@@ -63,6 +64,7 @@ def test_mom2_rate_end_to_end_against_companion_matrix():
 
     outcome = CLAIMS["mom2-rate"].run("quick", "cpu", seeds=2)
     assert outcome.passed, outcome.to_json()
+    assert [c.predicted for c in outcome.checks] == [p.value for p in CLAIMS["mom2-rate"].predict(outcome.params, 1.0)]
     X, _ = sphere_data(10, 10, 0)
     lam = kernel_spectrum(ntk_infinite(X))[0]
     for check, (scale, b1, b2) in zip(outcome.checks, CLAIMS["mom2-rate"].defaults["quick"]["settings"]):
@@ -75,3 +77,16 @@ def test_mom2_rate_end_to_end_against_companion_matrix():
         assert check.measured == pytest.approx(check.predicted, rel=check.tolerance.value)
     record = outcome.to_json()
     assert {"name", "statement", "predicted", "measured", "tolerance", "passed", "checks"} <= set(record)
+
+
+def test_du_sufficient_width_formula():
+    """n^6 / (lam_0^4 delta^3), evaluated by hand."""
+    from ntkode.verify.claims_du import du_sufficient_width
+
+    assert du_sufficient_width(10, 0.5, 0.1) == pytest.approx(1e6 / (0.0625 * 1e-3))
+
+
+def test_du_width_fails_when_no_width_reaches_the_rate():
+    """With widths all far from lazy (m <= 64) no width is within 0.1 of the NTK rate: the claim fails, not crashes."""
+    outcome = CLAIMS["du-width"].run("quick", "cpu", widths=(16, 32, 64), seeds=1)
+    assert not outcome.passed

@@ -189,17 +189,43 @@ Measure = Callable[[Mapping[str, Any], str], Evidence]
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """One rate check's predicted value and its tolerance, known before training."""
+
+    label: str
+    quantity: str
+    value: float
+    tolerance: Tolerance
+    #: spectrum scales this prediction cannot detect (by derivation; the claim's doc says why)
+    blind_to: tuple[float, ...] = ()
+
+    def check(self, measured: float, stderr: float) -> Check:
+        """The check that compares this prediction with a measurement."""
+        return Check(self.label, self.quantity, self.value, measured, stderr, self.tolerance)
+
+
+#: predict(params, scale): a claim's rate predictions with every kernel eigenvalue (of H-infinity
+#: and of H(W_0)) multiplied by `scale`, hyper-parameters held at the values that run (tuned on
+#: the unscaled spectrum); no training.
+Predict = Callable[[Mapping[str, Any], float], list[Prediction]]
+
+
+@dataclass(frozen=True)
 class Claim:
     """A named theorem about the optimisers, checked by `measure` at per-setting defaults.
 
     The measurement's docstring is the claim's documentation (theorem, algorithm,
     theoretical guarantee, references, how it is measured, tolerance and why).
+    `predict`, for claims with rate checks, gives those checks' predictions on a scaled
+    spectrum: each must leave its tolerance when the spectrum moves by 10%
+    (tests/test_verify_claims_sensitivity.py), so a check can fail if the kernel is wrong.
     """
 
     name: str
     statement: str
     measure: Measure
     defaults: Mapping[str, Mapping[str, Any]]
+    predict: Predict | None = None
 
     @property
     def doc(self) -> str:

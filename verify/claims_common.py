@@ -16,10 +16,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ntkode.numerics import SimulationResult, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data
-from ntkode.theory import RateResult
+from ntkode.numerics import (
+    LazyDiagnostic, SimulationResult, init_network, lazy_diagnostic, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data,
+)
+from ntkode.theory import RateResult, spectral_radius
 
-from .claim import Check, Curve, Tolerance
+from .claim import Check, Curve, Prediction, Predict, Tolerance
 from .fit import Fit, fit_linear_rate
 
 #: parameters every simulated claim takes
@@ -117,3 +119,61 @@ def error_curves(label: str, series: np.ndarray, fit: Fit, predicted_rate: float
         Curve(label, keep.tolist(), np.abs(series[keep]).tolist(), "measured"),
         Curve(f"{label}: predicted rho={predicted_rate:.4g}", line.tolist(), predicted.tolist(), "predicted"),
     ]
+
+
+def initial_spectra(problem: Problem, width: int, seeds: int) -> np.ndarray:
+    """(seeds, n) spectra of H(W_0) for seeds 0..S-1, drawn as `simulate` draws them (`init_network`)."""
+    d = problem.X.shape[1]
+    return np.array([kernel_spectrum(ntk_empirical(*init_network(width, d, s), problem.X))[0] for s in range(seeds)])
+
+
+def sensitivity_note(predict: Predict, params: Mapping[str, Any], scales: Sequence[float] = (0.9, 1.1)) -> str:
+    """How far each rate check's prediction moves, in units of its tolerance, when every kernel
+    eigenvalue is multiplied by each of `scales` (hyper-parameters fixed): a check can only fail
+    for a wrong kernel if this exceeds 1."""
+    base = predict(params, 1.0)
+    moved = [predict(params, scale) for scale in scales]
+    parts = []
+    for i, p in enumerate(base):
+        shifts = "/".join(f"{p.tolerance.score(m[i].value, p.value):.2g}" for m in moved)
+        parts.append(f"{p.label}: {shifts}")
+    return (f"sensitivity (prediction shift in tolerances for spectrum x{'/x'.join(f'{s:g}' for s in scales)}): "
+            + "; ".join(parts))
+
+
+def checks_from(predictions: Sequence[Prediction], measured: Sequence[tuple[float, float]]) -> list[Check]:
+    """Pair each prediction with its (measured value, stderr)."""
+    return [p.check(value, err) for p, (value, err) in zip(predictions, measured, strict=True)]
+
+
+_DIAGNOSTICS: dict[tuple, list[LazyDiagnostic]] = {}
+
+
+def diagnostics(problem: Problem, width: int, seeds: int) -> list[LazyDiagnostic]:
+    """`lazy_diagnostic` of every seed's net (known before training); remembered per problem and width,
+    since a claim's predictions are evaluated on several spectrum scales."""
+    key = (problem.X.tobytes(), problem.y.tobytes(), int(width), int(seeds))
+    if key not in _DIAGNOSTICS:
+        _DIAGNOSTICS[key] = [lazy_diagnostic(problem.X, problem.y, width, seed=s) for s in range(seeds)]
+    return _DIAGNOSTICS[key]
+
+
+def diagnostic_note(diags: Sequence[LazyDiagnostic]) -> str:
+    """The worst seed's diagnostic, for a claim's notes."""
+    return "seed-worst " + max(diags, key=lambda d: d.rate_error).describe()
+
+
+def kernel_error_tolerance(method: str, lam: np.ndarray, hyper: Mapping[str, float], delta: float,
+                           extra: float = 0.0, why: str = "") -> Tolerance:
+    """Relative tolerance on log(rho): how far theory's own log(rho) moves when every eigenvalue moves
+    by delta * lambda_min up or down (a kernel error of relative size delta, Weyl), plus `extra`.
+
+    Exact, not linearised: at a double root the move is ~ sqrt(delta), at a simple root ~ delta
+    (docs/theory.md#discrete).
+    """
+    base = math.log(spectral_radius(method, lam, **hyper).rate)
+    shift = delta * float(lam[0])
+    move = max(abs(math.log(spectral_radius(method, lam + sign * shift, **hyper).rate) / base - 1)
+               for sign in (-1.0, 1.0))
+    reason = f"log(rho) moves by {move:.3g} for a kernel error {delta:.3g} lambda_min"
+    return Tolerance("rel", round(move + extra, 4), reason + (f"; {why}" if why else ""))

@@ -9,8 +9,11 @@ import numpy as np
 
 from ntkode.theory import ode_rate, optimal, spectral_radius
 
-from .claim import Check, Claim, Curve, Evidence, Figure, Tolerance
-from .claims_common import PROBLEM_QUICK, mean_and_stderr, run_simulation, sphere_problem, width_tolerance
+from .claim import Check, Claim, Curve, Evidence, Figure, Prediction, Tolerance
+from .claims_common import (
+    PROBLEM_QUICK, checks_from, diagnostic_note, diagnostics, initial_spectra, kernel_error_tolerance,
+    mean_and_stderr, run_simulation, sensitivity_note, sphere_problem, width_tolerance,
+)
 from .fit import fit_linear_rate, fit_recurrence_rate
 
 
@@ -35,11 +38,47 @@ def _damping_sweep(prob, params, device) -> tuple[np.ndarray, np.ndarray, np.nda
     return gammas, np.array(means), np.array(errs), eta
 
 
-def _polyak_neighbours(prob, params, device) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    """Polyak's (eta, beta) and its neighbours: theory's rates and the seed-mean fitted log rates."""
+#: allowance for fitting rho with a free k^q prefactor (double roots at both ends of the spectrum)
+POLYAK_FIT = 0.02
+
+
+def _polyak(prob) -> dict:
     polyak = optimal("hb", prob.lam0, prob.lam_max)["hyper"]
-    polyak = {"lr": polyak["eta"], "momentum": polyak["beta"]}
-    hyper = [{"lr": polyak["lr"], "momentum": polyak["momentum"]}]
+    return {"lr": polyak["eta"], "momentum": polyak["beta"]}
+
+
+def damping_predictions(params: Mapping[str, Any], scale: float = 1.0,
+                        lam_emp: np.ndarray | None = None) -> list[Prediction]:
+    """The ODE's peak exponent sqrt(lam_0), and Polyak's log rate on H-inf and on H(W_0) (seed mean,
+    polyak_width), on the spectrum x scale; Polyak's tuning is that of the unscaled H-inf."""
+    prob = sphere_problem(params)
+    hyper = _polyak(prob)
+    width = params["polyak_width"]
+    lam_emp = initial_spectra(prob, width, params["seeds"]) if lam_emp is None else lam_emp
+    diags = diagnostics(prob, width, params["seeds"])
+    fit = "plus 0.02 for the k^q fit"
+    tol_emp = max(kernel_error_tolerance("hb", lam, hyper, max(d.drift for d in diags), POLYAK_FIT).value
+                  for lam in lam_emp)
+    log_rate = lambda lam: math.log(spectral_radius("hb", lam, **hyper).rate)  # noqa: E731
+    return [
+        Prediction("peak", "best decay exponent per unit time", ode_rate("hb", scale * prob.lam, damping=2 * math.sqrt(
+            scale * prob.lam0)).exponent, width_tolerance(prob.n, params["width"], 0.05, "grid point and "
+            "discretisation; the exponent sqrt(lambda_0) moves only 5% for a 10% spectrum: blind to it"),
+            blind_to=(0.9, 1.1)),
+        Prediction("Polyak H-inf", "log rate per step", log_rate(scale * prob.lam),
+                   kernel_error_tolerance("hb", prob.lam, hyper, max(d.rate_error for d in diags), POLYAK_FIT,
+                                          "lambda_min(H(W_0)) fluctuation + drift bound through the double roots; "
+                                          + fit)),
+        Prediction("Polyak H(W0)", "log rate per step", float(np.mean([log_rate(scale * lam) for lam in lam_emp])),
+                   Tolerance("rel", tol_emp, "drift bound (lazy diagnostic, Weyl) through the double roots; " + fit)),
+    ]
+
+
+def _polyak_neighbours(prob, params, device) -> tuple[list[dict], np.ndarray, np.ndarray, tuple, np.ndarray]:
+    """Polyak's (eta, beta) and its neighbours: theory's rates and the seed-mean fitted log rates; then
+    Polyak's own rate fitted with a free k^q prefactor (mean, stderr) and the H(W_0) spectra."""
+    polyak = _polyak(prob)
+    hyper = [polyak]
     hyper += [{"lr": polyak["lr"] * f, "momentum": polyak["momentum"]} for f in params["lr_factors"]]
     hyper += [{"lr": polyak["lr"], "momentum": polyak["momentum"] + db} for db in params["momentum_shifts"]]
     widths = [params["polyak_width"]]
@@ -47,7 +86,8 @@ def _polyak_neighbours(prob, params, device) -> tuple[list[dict], np.ndarray, np
     predicted = np.array([math.log(spectral_radius("hb", prob.lam, **h).rate) for h in hyper])
     measured = np.array([np.mean([fit_linear_rate(row, envelope=True).value for row in sim.error_norm[0, s]])
                          for s in range(len(hyper))])
-    return hyper, predicted, measured
+    own = [fit_linear_rate(row, envelope=True, power=True) for row in sim.error_norm[0, 0]]
+    return hyper, predicted, measured, mean_and_stderr([f.value for f in own], own[0].stderr), sim.lam_emp[0]
 
 
 def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
@@ -76,19 +116,29 @@ def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
     discrete peak sits ~2% below gamma* at eta lam_0 = 1.5e-3); peak exponent relative
     2 sqrt(n/m) + 0.05 (finite width; the grid's best point and discretisation ~5%);
     Polyak vs each neighbour: measured log-rate difference > 0.
+    Polyak's own rate (fitted on ||e_k|| with a free k^q prefactor) against H-infinity and
+    H(W_0): Polyak's tuning puts double roots at both ends of the spectrum, so a kernel
+    error delta (lambda_0 down or lambda_max up) splits one and moves rho by
+    rho sqrt(eta lam_0 delta)/beta^(1/4) = 2 sqrt(delta)/((sqrt(kappa) + 1) sqrt(rho)), i.e.
+    log(rho) by ~sqrt(delta) relative (10% for delta = 1% at kappa = 7.4). That is the old
+    gap (0.516 measured vs 0.463 predicted at m = 16384: delta ~ 2%). The tolerance is theory's
+    own move of log(rho) for delta from `lazy_diagnostic` (drift bound for H(W_0), plus the
+    lambda_min fluctuation for H-infinity; `kernel_error_tolerance`) plus 0.02 for the k^q
+    fit, at polyak_width = 65536 (quick), where it is ~20%; it falls only like m^(-1/4).
+    Sensitivity: the peak exponent sqrt(lambda_0) moves 5% for a 10% spectrum change, below
+    its tolerance (blind to it, by derivation); Polyak's rates move by more than theirs.
     """
     prob = sphere_problem(params)
     gammas, exponents, errs, eta = _damping_sweep(prob, params, device)
     best = int(np.argmax(exponents))
     best_ode = optimal("hb", prob.lam0, prob.lam_max, ode=True)
     target = {"damping": best_ode["hyper"]["gamma"], "exponent": best_ode["exponent"]}
-    checks = [
-        Check("argmax", "optimal damping gamma", target["damping"], float(gammas[best]), 0.0,
-              Tolerance("rel", 0.1, "grid spacing 5% near gamma*, discrete peak ~2% below it")),
-        Check("peak", "best decay exponent per unit time", target["exponent"], float(exponents[best]),
-              float(errs[best]), width_tolerance(prob.n, params["width"], 0.05, "grid point and discretisation")),
-    ]
-    hyper, predicted, measured = _polyak_neighbours(prob, params, device)
+    hyper, predicted, measured, own, lam_emp = _polyak_neighbours(prob, params, device)
+    peak, *polyak = checks_from(damping_predictions(params, 1.0, lam_emp),
+                                [(float(exponents[best]), float(errs[best])), own, own])
+    checks = [Check("argmax", "optimal damping gamma", target["damping"], float(gammas[best]), 0.0,
+                    Tolerance("rel", 0.1, "grid spacing 5% near gamma*, discrete peak ~2% below it")),
+              peak, *polyak]
     beyond = Tolerance("range", (0.0, math.inf), "Polyak's pair must be strictly faster than each neighbour")
     for h, pred, meas in zip(hyper[1:], predicted[1:], measured[1:]):
         label = f"vs eta*{h['lr'] / hyper[0]['lr']:.2g},beta={h['momentum']:.3g}"
@@ -107,13 +157,15 @@ def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
                     "exponent per unit time t = k sqrt(eta)", curves, yscale="linear")
     notes = [f"lambda_0 = {prob.lam0:.4g}: gamma* = {target['damping']:.4g}, sqrt(lambda_0) = {target['exponent']:.4g}",
              f"Polyak: eta = {hyper[0]['lr']:.4g}, beta = {hyper[0]['momentum']:.4g}, predicted rho = "
-             f"{math.exp(predicted[0]):.4g}, measured {math.exp(measured[0]):.4g} (m = {params['polyak_width']})"]
+             f"{math.exp(predicted[0]):.4g}, measured {math.exp(own[0]):.4g} (k^q fit, m = {params['polyak_width']})",
+             diagnostic_note(diagnostics(prob, params["polyak_width"], params["seeds"])),
+             sensitivity_note(damping_predictions, params)]
     return Evidence(checks, figure, notes)
 
 
 _COMMON = {
     "eta_lam0": 1.5e-3, "damping_factors": (0.5, 0.7, 0.85, 0.95, 1.0, 1.1, 1.3, 1.6, 2.0), "steps": 1500,
-    "polyak_steps": 150, "lr_factors": (0.8, 1.1), "momentum_shifts": (-0.1, 0.1),
+    "polyak_steps": 60, "lr_factors": (0.8, 1.1), "momentum_shifts": (-0.1, 0.1),
 }
 
 HB_OPTIMAL_DAMPING = Claim(
@@ -121,8 +173,9 @@ HB_OPTIMAL_DAMPING = Claim(
     "The HB ODE's decay exponent peaks at gamma = 2 sqrt(lambda_0) with value sqrt(lambda_0); "
     "Polyak's (eta, beta) beats its neighbours on the network.",
     measure_hb_damping,
-    {
-        "quick": {**PROBLEM_QUICK, **_COMMON, "width": 8192, "seeds": 4, "polyak_width": 16384},
-        "full": {**PROBLEM_QUICK, **_COMMON, "width": 32768, "seeds": 8, "polyak_width": 131072},
+    predict=damping_predictions,
+    defaults={
+        "quick": {**PROBLEM_QUICK, **_COMMON, "width": 8192, "seeds": 4, "polyak_width": 65536},
+        "full": {**PROBLEM_QUICK, **_COMMON, "width": 32768, "seeds": 8, "polyak_width": 262144},
     },
 )

@@ -15,10 +15,10 @@ from ntkode.theory import named_tuning, ode_rate, spectral_radius
 
 from ntkode.numerics import SimulationResult
 
-from .claim import Check, Claim, Curve, Evidence, Figure, Tolerance
+from .claim import Check, Claim, Curve, Evidence, Figure, Prediction, Tolerance
 from .claims_common import (
-    PROBLEM_QUICK, Problem, error_curves, final_spectra, log_rate_check, mean_and_stderr, run_simulation, seed_fits,
-    slowest_mode, sphere_problem, width_tolerance,
+    PROBLEM_QUICK, Problem, checks_from, diagnostic_note, diagnostics, error_curves, final_spectra, initial_spectra,
+    kernel_error_tolerance, mean_and_stderr, run_simulation, seed_fits, sensitivity_note, slowest_mode, sphere_problem, width_tolerance,
 )
 
 
@@ -27,9 +27,32 @@ def _empirical_log_rate(method: str, lam_emp: np.ndarray, hyper: dict) -> float:
     return float(np.mean([math.log(spectral_radius(method, lam, **hyper).rate) for lam in lam_emp]))
 
 
+def _log_rate(method: str, lam: np.ndarray, hyper: dict) -> float:
+    return math.log(spectral_radius(method, lam, **hyper).rate)
+
+
 def gd_rate_tolerance(params: Mapping[str, Any]) -> Tolerance:
     """gd-linear's tolerance on log(rho) at `params`: `width_tolerance(n, width)`, i.e. rel 2 sqrt(n/m)."""
     return width_tolerance(params["n"], params["width"])
+
+
+def _gd_hyper(params: Mapping[str, Any], prob: Problem) -> list[dict]:
+    """[discrete-rate setting, ODE setting]: eta = lr_scale/lam_max and ode_lr_scale/lam_max."""
+    return [{"lr": params["lr_scale"] / prob.lam_max}, {"lr": params["ode_lr_scale"] / prob.lam_max}]
+
+
+def gd_predictions(params: Mapping[str, Any], scale: float = 1.0, lam_emp: np.ndarray | None = None) -> list[Prediction]:
+    """H-inf and H(W_0) log rates at the first step size, and the flow's exponent lam_0, on the spectrum x scale."""
+    prob = sphere_problem(params)
+    hyper = _gd_hyper(params, prob)
+    lam_emp = initial_spectra(prob, params["width"], params["seeds"]) if lam_emp is None else lam_emp
+    tol = gd_rate_tolerance(params)
+    ode_tol = width_tolerance(prob.n, params["width"], hyper[1]["lr"] * prob.lam0, "plus eta lam_0 for t = k eta")
+    return [
+        Prediction("H-inf", "log rate per step", _log_rate("gd", scale * prob.lam, hyper[0]), tol),
+        Prediction("H(W0)", "log rate per step", _empirical_log_rate("gd", scale * lam_emp, hyper[0]), tol),
+        Prediction("ODE", "decay exponent per unit time", ode_rate("gd", scale * prob.lam).exponent, ode_tol),
+    ]
 
 
 def measure_gd(params: Mapping[str, Any], device: str) -> Evidence:
@@ -52,45 +75,57 @@ def measure_gd(params: Mapping[str, Any], device: str) -> Evidence:
     eta lam_0, which covers the discretisation -log(1 - x)/x - 1 ~ x/2 of t = k eta.
     """
     prob = sphere_problem(params)
-    lrs = [params["lr_scale"] / prob.lam_max, params["ode_lr_scale"] / prob.lam_max]
-    hyper = [{"lr": lr} for lr in lrs]
-    sim = run_simulation("gd", prob, params, hyper, params["steps"], device)
+    hyper = _gd_hyper(params, prob)
+    lrs = [h["lr"] for h in hyper]
+    sim = run_simulation("gd", prob, params, hyper, params["steps"], device, movement=False)
     theory = spectral_radius("gd", prob.lam, **hyper[0])
     mode = slowest_mode(theory)
     fits = seed_fits(sim, 0, mode)
-    tol = gd_rate_tolerance(params)
-    emp = _empirical_log_rate("gd", sim.lam_emp[0], hyper[0])
-    measured, err = mean_and_stderr([f.value for f in fits], fits[0].stderr)
-    checks = [
-        log_rate_check("H-inf", theory.rate, fits, tol),
-        Check("H(W0)", "log rate per step", emp, measured, err, tol),
-    ]
+    measured = mean_and_stderr([f.value for f in fits], fits[0].stderr)
     ode_theory = spectral_radius("gd", prob.lam, **hyper[1])
     ode_fits = seed_fits(sim, 1, slowest_mode(ode_theory))
-    exponent, exp_err = mean_and_stderr([-f.value / lrs[1] for f in ode_fits], ode_fits[0].stderr / lrs[1])
-    ode_tol = width_tolerance(prob.n, params["width"], lrs[1] * prob.lam0, "plus eta lam_0 for t = k eta")
-    checks.append(Check("ODE", "decay exponent per unit time", ode_rate("gd", prob.lam).exponent, exponent,
-                        exp_err, ode_tol))
+    exponent = mean_and_stderr([-f.value / lrs[1] for f in ode_fits], ode_fits[0].stderr / lrs[1])
+    checks = checks_from(gd_predictions(params, 1.0, sim.lam_emp[0]), [measured, measured, exponent])
     curves = error_curves(f"eta={lrs[0]:.3g}", sim.projections[0, 0, 0, :, mode], fits[0], theory.rate)
     curves += error_curves(f"eta={lrs[1]:.3g}", sim.projections[0, 1, 0, :, slowest_mode(ode_theory)], ode_fits[0],
                             ode_theory.rate)
     figure = Figure("gd-linear: error along the slowest eigenvector (seed 0)", "step k", "|u_0^T e_k|", curves)
     notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf); "
-             f"lambda_min(H(W0)) = {np.mean(sim.lam_emp[0, :, 0]):.4g} (seed mean)"]
+             f"lambda_min(H(W0)) = {np.mean(sim.lam_emp[0, :, 0]):.4g} (seed mean)",
+             sensitivity_note(gd_predictions, params),
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
     return Evidence(checks, figure, notes)
 
 
-def _setting_rate_checks(method: str, prob: Problem, sim: SimulationResult, hyper: Sequence[dict], tol: Tolerance,
-                         label: Callable[[dict], str]) -> tuple[list[Check], list[Curve]]:
-    """Per setting: theory's spectral radius vs the seed-mean envelope fit on the mode attaining it."""
+def _setting_rate_checks(method: str, prob: Problem, sim: SimulationResult, hyper: Sequence[dict],
+                         predictions: Sequence[Prediction]) -> tuple[list[Check], list[Curve]]:
+    """Per setting: its prediction vs the seed-mean envelope fit on the mode attaining theory's radius."""
     checks, curves = [], []
-    for s, setting in enumerate(hyper):
+    for s, (setting, predicted) in enumerate(zip(hyper, predictions, strict=True)):
         theory = spectral_radius(method, prob.lam, **setting)
         mode = slowest_mode(theory)
         fits = seed_fits(sim, s, mode, envelope=True)
-        checks.append(log_rate_check(label(setting), theory.rate, fits, tol))
-        curves += error_curves(label(setting), sim.projections[0, s, 0, :, mode], fits[0], theory.rate)
+        checks.append(predicted.check(*mean_and_stderr([f.value for f in fits], fits[0].stderr)))
+        curves += error_curves(predicted.label, sim.projections[0, s, 0, :, mode], fits[0], theory.rate)
     return checks, curves
+
+
+def _setting_predictions(method: str, hyper: Sequence[dict], params: Mapping[str, Any], scale: float,
+                         label: Callable[[dict], str]) -> list[Prediction]:
+    """Per setting: log spectral radius on the H-inf spectrum x scale, tolerance rel 2 sqrt(n/m)."""
+    prob = sphere_problem(params)
+    tol = width_tolerance(prob.n, params["width"])
+    return [Prediction(label(h), "log rate per step", _log_rate(method, scale * prob.lam, h), tol) for h in hyper]
+
+
+def _hb_hyper(params: Mapping[str, Any], prob: Problem) -> list[dict]:
+    return [{"lr": params["lr_scale"] / prob.lam_max, "momentum": b} for b in params["momenta"]]
+
+
+def hb_predictions(params: Mapping[str, Any], scale: float = 1.0) -> list[Prediction]:
+    """hb-linear's predicted log rates, one per momentum, on the H-inf spectrum x scale."""
+    hyper = _hb_hyper(params, sphere_problem(params))
+    return _setting_predictions("hb", hyper, params, scale, lambda h: f"beta={h['momentum']:g}")
 
 
 def measure_hb(params: Mapping[str, Any], device: str) -> Evidence:
@@ -98,25 +133,70 @@ def measure_hb(params: Mapping[str, Any], device: str) -> Evidence:
 
     Theorem: per eigenvalue lam the linearised error follows the recurrence with
     characteristic polynomial p(z) = z^2 - (1 + beta - eta lam) z + beta, so ||e_k||
-    decays like rho^k, rho = max_lam max|root|; complex roots have |z| = sqrt(beta), so
-    for large beta the rate is sqrt(beta) on the whole spectrum.
+    decays like rho^k, rho = max_lam max|root|. Complex roots have |z| = sqrt(beta)
+    whatever lam is, so a momentum with complex roots at lam_0 (beta >= (1 - sqrt(eta
+    lam_0))^2, e.g. 0.6 or 0.9 here) predicts sqrt(beta) for any kernel and cannot test
+    it; the settings are therefore chosen with real roots at lam_0, where the rate is
+    (1 + beta - eta lam_0 + sqrt((1 + beta - eta lam_0)^2 - 4 beta))/2 and moves with lam_0.
     Algorithm: W_{k+1} = W_k - eta grad L(W_k) + beta (W_k - W_{k-1}).
     Theoretical guarantee: linear convergence at rho (tight for the linearised
     dynamics; multiplicity adds at most a factor k).
     References: Polyak 1964; Bu, Xu & Chen, "A dynamical view on optimization
     algorithms of overparameterized neural networks", AISTATS 2021.
-    Measurement: eta = lr_scale/lam_max and several beta in one batched run; for each,
+    Measurement: eta = lr_scale/lam_max and the momenta in one batched run; for each,
     the seed-mean slope of the envelope of log|u_i^T e_k| along the slowest mode i.
-    Tolerance: relative on log(rho), 2 sqrt(n/m) (finite width).
+    Tolerance: relative on log(rho), 2 sqrt(n/m) (finite width). Sensitivity: scaling
+    the spectrum by 0.9 or 1.1 moves each prediction by about 10% of log(rho), 4 or
+    more tolerances at the quick width (the note gives the figures of the run).
     """
     prob = sphere_problem(params)
-    lr = params["lr_scale"] / prob.lam_max
-    hyper = [{"lr": lr, "momentum": b} for b in params["momenta"]]
-    sim = run_simulation("hb", prob, params, hyper, params["steps"], device)
-    checks, curves = _setting_rate_checks("hb", prob, sim, hyper, width_tolerance(prob.n, params["width"]),
-                                          lambda setting: f"beta={setting['momentum']:g}")
-    figure = Figure(f"hb-linear: eta = {lr:.3g}, slowest eigen-direction (seed 0)", "step k", "|u_i^T e_k|", curves)
-    return Evidence(checks, figure, [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)"])
+    hyper = _hb_hyper(params, prob)
+    sim = run_simulation("hb", prob, params, hyper, params["steps"], device, movement=False)
+    checks, curves = _setting_rate_checks("hb", prob, sim, hyper, hb_predictions(params))
+    figure = Figure(f"hb-linear: eta = {hyper[0]['lr']:.3g}, slowest eigen-direction (seed 0)", "step k",
+                    "|u_i^T e_k|", curves)
+    notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)",
+             sensitivity_note(hb_predictions, params),
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
+    return Evidence(checks, figure, notes)
+
+
+def nag_sc_standard_tuning(lam0: float, lam_max: float) -> dict:
+    """NAG-SC's standard tuning, the declaration's [tuning.standard]: eta = 1/lam_max, beta = (sqrt(k) - 1)/
+    (sqrt(k) + 1), k = lam_max/lam_0 (Nesterov 2004, 2.2.19); not the true optimum of the spectral radius."""
+    tuned = named_tuning("nag-sc", "standard", lam0, lam_max)["hyper"]
+    return {"lr": tuned["eta"], "momentum": tuned["beta"]}
+
+
+#: allowance for fitting rho with a free k^q prefactor over the ~40 steps before round-off
+NAG_SC_FIT = 0.02
+
+
+def nag_sc_predictions(params: Mapping[str, Any], scale: float = 1.0,
+                       lam_emp: np.ndarray | None = None) -> list[Prediction]:
+    """Log rates on H-inf and on H(W_0) (seed mean) at the standard tuning of H-inf, spectrum x scale.
+
+    Tolerances from the lazy diagnostic (before training): H(W_0) must absorb the kernel drift,
+    H-inf the drift plus the lambda_min(H(W_0)) fluctuation, each through the double root's
+    square-root sensitivity (`kernel_error_tolerance`).
+    """
+    prob = sphere_problem(params)
+    hyper = nag_sc_standard_tuning(prob.lam0, prob.lam_max)
+    lam_emp = initial_spectra(prob, params["width"], params["seeds"]) if lam_emp is None else lam_emp
+    diags = diagnostics(prob, params["width"], params["seeds"])
+    drift = max(d.drift for d in diags)
+    tol_emp = max((kernel_error_tolerance("nag-sc", lam, hyper, drift, NAG_SC_FIT, "plus 0.02 for the k^q fit").value
+                   for lam in lam_emp))
+    why = "kernel drift bound (lazy diagnostic, Weyl) through the double root; plus 0.02 for the k^q fit"
+    blind = "; a spectrum too large is not detectable: above lambda_0 the roots are complex, |z|^2 = beta(1 - eta lam)"
+    return [
+        Prediction("H-inf", "log rate per step", _log_rate("nag-sc", scale * prob.lam, hyper),
+                   kernel_error_tolerance("nag-sc", prob.lam, hyper, max(d.rate_error for d in diags), NAG_SC_FIT,
+                                          "lambda_min(H(W_0)) fluctuation + drift bound through the double root; "
+                                          "plus 0.02 for the k^q fit" + blind), blind_to=(1.1,)),
+        Prediction("H(W0)", "log rate per step", _empirical_log_rate("nag-sc", scale * lam_emp, hyper),
+                   Tolerance("rel", tol_emp, why + blind), blind_to=(1.1,)),
+    ]
 
 
 def measure_nag_sc(params: Mapping[str, Any], device: str) -> Evidence:
@@ -131,39 +211,54 @@ def measure_nag_sc(params: Mapping[str, Any], device: str) -> Evidence:
     References: Nesterov, "Introductory lectures on convex optimization", 2004, 2.2;
     Shi, Du, Jordan & Su, "Understanding the acceleration phenomenon via
     high-resolution differential equations", 2018.
-    Measurement: (eta, beta) from `named_tuning("nag-sc", "standard", lam_0, lam_max)` on H-infinity;
-    log|u_0^T e_k| fitted with a free k^q prefactor (`power=True`) so the double
-    root's factor k does not bias rho. At a double root the radius moves like the
-    square root of a kernel perturbation, so the finite net's rate is compared with
-    the same formula on the kernel H(W_T) it ends with (its late dynamics), and with
-    H-infinity under a wider tolerance.
-    Tolerance: H(W_T): relative 0.05 (fit of a ~30-step window with a k^q factor);
-    H-infinity: relative 1.5 (n/m)^(1/4), since lambda_min moves by ~sqrt(n/m) relative
-    and the double root turns that into ~0.8 sqrt(.) of the rate.
+    Measurement: (eta, beta) = the standard tuning on H-infinity (computed here, not by
+    `optimal`); log|u_0^T e_k| fitted with a free k^q prefactor (`power=True`) so the
+    double root's factor k does not bias rho. The verdict is read against H-infinity and
+    against each seed's H(W_0), both known before training; the kernel H(W_T) the net
+    ends with is reported in the notes only (post hoc, it decides nothing).
+    Tolerance: derived before training. At the double root a kernel error delta lowering
+    lambda_0 splits the root, rho -> rho (1 + sqrt(delta/(kappa - 1))), so log(rho) moves
+    like sqrt(delta) (~9% for delta = 1% at kappa = 7.4). delta comes from
+    `lazy_diagnostic`: for H(W_0) the drift bound ||H(W_0 + dW) - H(W_0)||/lambda_min
+    (Weyl), for H-infinity that plus |lambda_min(H(W_0))/lambda_0 - 1|; the tolerance is
+    theory's own move of log(rho) for that delta (`kernel_error_tolerance`), plus 0.02 for
+    the k^q fit. The width (65536 quick) keeps it near 15%; it falls only like m^(-1/4).
+    Sensitivity: a spectrum 10% too small moves log(rho) by ~27%, beyond the tolerance; a
+    spectrum 10% too large moves it by only ~2% (complex roots, |z|^2 = beta(1 - eta lam)),
+    which no feasible width resolves: this check is blind to it, by derivation.
     """
     prob = sphere_problem(params)
-    tuned = named_tuning("nag-sc", "standard", prob.lam0, prob.lam_max)["hyper"]
-    hyper = {"lr": tuned["eta"], "momentum": tuned["beta"]}
-    sim = run_simulation("nag-sc", prob, params, [hyper], params["steps"], device, keep_weights=True)
+    hyper = nag_sc_standard_tuning(prob.lam0, prob.lam_max)
+    sim = run_simulation("nag-sc", prob, params, [hyper], params["steps"], device, keep_weights=True,
+                         movement=False)
     theory = spectral_radius("nag-sc", prob.lam, **hyper)
     mode = slowest_mode(theory)
     fits = seed_fits(sim, 0, mode, power=True)
-    measured, err = mean_and_stderr([f.value for f in fits], fits[0].stderr)
+    measured = mean_and_stderr([f.value for f in fits], fits[0].stderr)
+    checks = checks_from(nag_sc_predictions(params, 1.0, sim.lam_emp[0]), [measured, measured])
     final = _empirical_log_rate("nag-sc", final_spectra(sim, prob), hyper)
-    quarter = (prob.n / params["width"]) ** 0.25
-    checks = [
-        Check("H(W_T)", "log rate per step", final, measured, err,
-              Tolerance("rel", 0.05, "fit of a short window (error hits round-off in ~60 steps) with a k^q factor")),
-        log_rate_check("H-inf", theory.rate, fits, Tolerance(
-            "rel", round(1.5 * quarter, 4), f"double root: rate moves like sqrt(kernel change); (n/m)^(1/4) = {quarter:.3g}")),
-    ]
     curves = error_curves("nag-sc, standard tuning", sim.projections[0, 0, 0, :, mode], fits[0], theory.rate)
     figure = Figure("nag-sc-linear: slowest eigen-direction (seed 0)", "step k", "|u_0^T e_k|", curves)
     notes = [f"kappa = {prob.lam_max / prob.lam0:.4g}; eta = {hyper['lr']:.4g}, beta = {hyper['momentum']:.4g}; "
              f"1 - 1/sqrt(kappa) = {1 - math.sqrt(prob.lam0 / prob.lam_max):.4g}",
-             f"log rate on H(W_0): {_empirical_log_rate('nag-sc', sim.lam_emp[0], hyper):.4g} (seed mean)",
-             f"fitted prefactor exponents q = {[round(f.power, 2) for f in fits]} (exact double root: 1)"]
+             f"post hoc, decides nothing: log rate on the final kernel H(W_T) = {final:.4g} (seed mean), "
+             f"measured {measured[0]:.4g}",
+             f"fitted prefactor exponents q = {[round(f.power, 2) for f in fits]} (exact double root: 1)",
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"])),
+             sensitivity_note(nag_sc_predictions, params)]
     return Evidence(checks, figure, notes)
+
+
+def _mom2_hyper(params: Mapping[str, Any], prob: Problem) -> list[dict]:
+    return [{"lr": s / prob.lam_max, "momentum": b1, "momentum2": b2} for s, b1, b2 in params["settings"]]
+
+
+def mom2_predictions(params: Mapping[str, Any], scale: float = 1.0) -> list[Prediction]:
+    """mom2-rate's predicted log rates, one per setting, on the H-inf spectrum x scale."""
+    hyper = _mom2_hyper(params, sphere_problem(params))
+    return _setting_predictions(
+        "mom2", hyper, params, scale,
+        lambda h: f"eta={h['lr']:.3g},b1={h['momentum']:g},b2={h['momentum2']:g}")
 
 
 def measure_mom2(params: Mapping[str, Any], device: str) -> Evidence:
@@ -175,25 +270,31 @@ def measure_mom2(params: Mapping[str, Any], device: str) -> Evidence:
     Theoretical guarantee: linear convergence at rho (tight for the linearised dynamics).
     References: Bu, Xu & Chen, AISTATS 2021 (two-coefficient momentum experiment).
     Measurement: the settings in `settings` (eta in units of 1/lam_max) in one batched
-    run; envelope slope of log|u_i^T e_k| along the slowest mode i, seed-mean. The roots
-    of neighbouring eigenvalues are close here, so the norm would mix modes for long.
-    Tolerance: relative on log(rho), 2 sqrt(n/m) (finite width).
+    run; envelope slope of log|u_i^T e_k| along the slowest mode i, seed-mean. The
+    settings have a real dominant root at lam_0: where the dominant roots are complex
+    (e.g. (1, 0.5, 0.2) or (0.5, 0.7, 0.1)) their modulus barely depends on lam, and a
+    10% change of the spectrum moves the prediction by only 0.1-0.2 tolerances.
+    Tolerance: relative on log(rho), 2 sqrt(n/m) (finite width). Sensitivity: scaling
+    the spectrum by 0.9 or 1.1 moves each prediction by 4 or more tolerances at the
+    quick width (the note gives the figures of the run).
     """
     prob = sphere_problem(params)
-    hyper = [{"lr": s / prob.lam_max, "momentum": b1, "momentum2": b2} for s, b1, b2 in params["settings"]]
-    sim = run_simulation("mom2", prob, params, hyper, params["steps"], device)
-    checks, curves = _setting_rate_checks(
-        "mom2", prob, sim, hyper, width_tolerance(prob.n, params["width"]),
-        lambda setting: f"eta={setting['lr']:.3g},b1={setting['momentum']:g},b2={setting['momentum2']:g}")
+    hyper = _mom2_hyper(params, prob)
+    sim = run_simulation("mom2", prob, params, hyper, params["steps"], device, movement=False)
+    checks, curves = _setting_rate_checks("mom2", prob, sim, hyper, mom2_predictions(params))
     figure = Figure("mom2-rate: slowest eigen-direction (seed 0)", "step k", "|u_i^T e_k|", curves)
-    return Evidence(checks, figure, [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)"])
+    notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf)",
+             sensitivity_note(mom2_predictions, params),
+             diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
+    return Evidence(checks, figure, notes)
 
 
 GD_LINEAR = Claim(
     "gd-linear",
     "GD's per-step rate equals the NTK prediction max|1 - eta lam| and its flow decays like exp(-lambda_0 t).",
     measure_gd,
-    {
+    predict=gd_predictions,
+    defaults={
         "quick": {**PROBLEM_QUICK, "width": 16384, "seeds": 3, "steps": 700, "lr_scale": 1.0, "ode_lr_scale": 0.25},
         "full": {**PROBLEM_QUICK, "width": 65536, "seeds": 8, "steps": 1400, "lr_scale": 1.0, "ode_lr_scale": 0.125},
     },
@@ -201,13 +302,14 @@ GD_LINEAR = Claim(
 
 HB_LINEAR = Claim(
     "hb-linear",
-    "Heavy ball converges linearly at the predicted spectral radius for every momentum beta.",
+    "Heavy ball converges linearly at the predicted spectral radius, for momenta whose rate depends on the kernel.",
     measure_hb,
-    {
-        "quick": {**PROBLEM_QUICK, "width": 16384, "seeds": 3, "steps": 450, "lr_scale": 1.0,
-                  "momenta": (0.3, 0.6, 0.9)},
-        "full": {**PROBLEM_QUICK, "width": 65536, "seeds": 8, "steps": 450, "lr_scale": 1.0,
-                 "momenta": (0.1, 0.3, 0.5, 0.7, 0.9)},
+    predict=hb_predictions,
+    defaults={
+        "quick": {**PROBLEM_QUICK, "width": 65536, "seeds": 3, "steps": 160, "lr_scale": 1.0,
+                  "momenta": (0.1, 0.2, 0.3)},
+        "full": {**PROBLEM_QUICK, "width": 262144, "seeds": 8, "steps": 160, "lr_scale": 1.0,
+                 "momenta": (0.05, 0.1, 0.2, 0.3)},
     },
 )
 
@@ -215,7 +317,8 @@ NAG_SC_LINEAR = Claim(
     "nag-sc-linear",
     "Constant-momentum Nesterov at its standard tuning converges at its predicted rate 1 - 1/sqrt(kappa).",
     measure_nag_sc,
-    {
+    predict=nag_sc_predictions,
+    defaults={
         "quick": {**PROBLEM_QUICK, "width": 65536, "seeds": 4, "steps": 120},
         "full": {**PROBLEM_QUICK, "width": 131072, "seeds": 8, "steps": 120},
     },
@@ -225,10 +328,11 @@ MOM2_RATE = Claim(
     "mom2-rate",
     "Two-coefficient momentum converges at the spectral radius of its cubic.",
     measure_mom2,
-    {
-        "quick": {**PROBLEM_QUICK, "width": 16384, "seeds": 3, "steps": 300,
-                  "settings": ((1.0, 0.5, 0.2), (0.5, 0.7, 0.1))},
-        "full": {**PROBLEM_QUICK, "width": 65536, "seeds": 8, "steps": 300,
-                 "settings": ((1.0, 0.5, 0.2), (0.5, 0.7, 0.1), (1.0, 0.3, 0.3))},
+    predict=mom2_predictions,
+    defaults={
+        "quick": {**PROBLEM_QUICK, "width": 65536, "seeds": 3, "steps": 160,
+                  "settings": ((1.0, 0.2, 0.05), (0.7, 0.3, 0.05), (1.0, 0.1, 0.1))},
+        "full": {**PROBLEM_QUICK, "width": 262144, "seeds": 8, "steps": 160,
+                 "settings": ((1.0, 0.2, 0.05), (0.7, 0.3, 0.05), (1.0, 0.1, 0.1))},
     },
 )

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ntkode.numerics import lazy_diagnostic
 from ntkode.theory import spectral_radius
 
 from .claim import Check, Claim, Curve, Evidence, Figure, Tolerance
@@ -29,7 +30,7 @@ def _slope_check(label: str, quantity: str, widths: np.ndarray, values: np.ndarr
     curves = [
         Curve(f"{label} (seed mean)", widths.tolist(), values.tolist(), "marker"),
         Curve(f"{label}: fitted slope {fit.value:.2f}", widths.tolist(), line.tolist(), "measured"),
-        Curve("slope -1/2", widths.tolist(), anchor.tolist(), "predicted"),
+        Curve(f"{label}: slope -1/2 reference", widths.tolist(), anchor.tolist(), "predicted"),
     ]
     return Check(label, quantity, -0.5, fit.value, fit.stderr, HALF_POWER), curves
 
@@ -72,8 +73,11 @@ def measure_width(params: Mapping[str, Any], device: str) -> Evidence:
     check_emp, curves_emp = _slope_check("gap to H(W0)", "slope of log gap vs log m", widths, np.array(gap_emp))
     figure = Figure("width-convergence: relative rate gap vs width (GD)", "width m", "|log rho_fit / log rho - 1|",
                     curves + curves_emp, xscale="log")
+    diags = [lazy_diagnostic(prob.X, prob.y, int(m), seed=0) for m in widths]
     notes = [f"relative gaps to H-inf: {np.round(gap_inf, 4).tolist()}; to H(W0): {np.round(gap_emp, 4).tolist()} "
-             f"at m = {widths.tolist()}"]
+             f"at m = {widths.tolist()}",
+             f"lazy diagnostic (seed 0, before training) per width: predicted rate error "
+             f"{[round(d.rate_error, 4) for d in diags]}, verdicts {[d.verdict for d in diags]}"]
     return Evidence([check_inf, check_emp], figure, notes)
 
 
@@ -100,10 +104,13 @@ def measure_lazy(params: Mapping[str, Any], device: str) -> Evidence:
     drift = sim.kernel_drift[:, 0, :, -1].mean(axis=1)
     check_move, curves = _slope_check("max movement", "slope of log max_r ||w_r - w_r(0)|| vs log m", widths, movement)
     check_drift, curves_drift = _slope_check("kernel drift", "slope of log drift vs log m", widths, drift)
-    figure = Figure("lazy-training: weight movement and kernel drift vs width (GD)", "width m", "value",
-                    curves + curves_drift, xscale="log")
+    figure = Figure("lazy-training: weight movement and kernel drift vs width (GD)", "width m",
+                    "max_r ||w_r - w_r(0)||  and  ||H(W_T) - H(W_0)|| / ||H(W_0)||", curves + curves_drift, xscale="log")
+    diags = [lazy_diagnostic(prob.X, prob.y, int(m), seed=0) for m in widths]
     notes = [f"max movement {np.round(movement, 5).tolist()}, kernel drift {np.round(drift, 5).tolist()} "
-             f"at m = {widths.tolist()}"]
+             f"at m = {widths.tolist()}",
+             "lazy diagnostic (seed 0, before training) per width: predicted max neuron move "
+             f"{[round(d.movement, 4) for d in diags]}, verdicts {[d.verdict for d in diags]}"]
     return Evidence([check_move, check_drift], figure, notes)
 
 
