@@ -1,4 +1,4 @@
-"""Neural tangent kernels of f(x) = m^{-1/2} sum_r a_r relu(w_r.x) (THEORY.md section 1).
+"""Neural tangent kernels of f(x) = m^{-1/2} sum_r a_r relu(w_r.x) (docs/theory.md#network).
 
 train="W" (only the first layer trained, a fixed) or "both" (a trained too, which
 adds the second-layer kernel). loss="sum" is L = 1/2 ||u-y||^2; loss="mean" is

@@ -30,7 +30,7 @@ from ntkode.declaration import Method, load_method
 
 from .data import as_labels
 from .files import exclusive, remove_temporaries
-from .kernels import as_inputs
+from .kernels import as_inputs, as_kappa
 from .result import PER_SETTING, SimulationResult
 from .simulate import hyper_settings, simulate
 
@@ -243,6 +243,8 @@ def sweep(
     concurrent.futures.Executor or a dask.distributed.Client (one task per width; workers must see
     out_dir). Returns the whole sweep as one SimulationResult."""
     settings = hyper_settings(load_method(method), hyper)
+    if "kappa" in options:  # checked before it enters a part's key (NaN has no JSON form)
+        options = {**options, "kappa": as_kappa(options["kappa"])}
     X = as_inputs(X)
     y = as_labels(y, X.shape[0])
     seeds_ = seed_list(seeds)

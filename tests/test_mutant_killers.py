@@ -113,7 +113,7 @@ def test_linear_rate_stderr_equals_scipy_linregress_on_its_window():
 
 @pytest.mark.parametrize("n, m, expected", [(10, 1000, 0.2), (10, 4000, 0.1), (20, 80, 1.0)])
 def test_width_tolerance_is_two_sqrt_n_over_m(n, m, expected):
-    """THEORY.md section 5, pitfall 2: rates move by O(sqrt(n/m)); the claims allow 2 sqrt(n/m)."""
+    """docs/theory.md#verification, pitfall 2: rates move by O(sqrt(n/m)); the claims allow 2 sqrt(n/m)."""
     tol = width_tolerance(n, m)
     assert tol.kind == "rel" and tol.value == pytest.approx(expected, abs=1e-4)
     assert width_tolerance(n, m, extra=0.05).value == pytest.approx(expected + 0.05, abs=1e-4)

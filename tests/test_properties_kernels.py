@@ -1,4 +1,4 @@
-"""THEORY.md section 6 end to end: rates agree across random kernels.
+"""docs/theory.md#property-tests end to end: rates agree across random kernels.
 
 Kernels come from (a) random data on and off the unit sphere through H-infinity,
 (b) random spectra with random orthogonal eigenvectors, and (c) empirical
@@ -69,7 +69,7 @@ def data_sets(draw: st.DrawFn) -> np.ndarray:
 
 @st.composite
 def kernels(draw: st.DrawFn) -> np.ndarray:
-    """A kernel from one of the three families of THEORY.md section 6."""
+    """A kernel from one of the three families of docs/theory.md#property-tests."""
     family = draw(st.sampled_from(["infinite", "spectrum", "empirical"]))
     if family == "spectrum":
         eigs = np.array(draw(st.lists(st.floats(0.02, 5.0), min_size=2, max_size=8)))
@@ -154,7 +154,7 @@ def test_theory_rate_equals_linearised_dynamics(method: str, data: st.DataObject
     measured = _measured_log_rate(_log_state_norms(method, kernel, e0, STEPS, hyper))
     expected = math.log(predicted.rate)
     if method == "nag":
-        # discrete NAG = Bessel envelope ~ k^(-r/2) times sqrt(1 - eta lam)^k (THEORY.md section 4)
+        # discrete NAG = Bessel envelope ~ k^(-r/2) times sqrt(1 - eta lam)^k (docs/theory.md#nesterov)
         expected -= hyper["r"] / 2 * math.log(2.0) / (STEPS // 2)
     assert abs(measured - expected) <= LOG_RATE_TOL
 
@@ -239,7 +239,7 @@ def test_scaling_kernel_equals_scaling_lr(method: str, data: st.DataObject, kern
 @settings(max_examples=10, deadline=None)
 @given(x=data_sets())
 def test_mean_loss_is_kernel_over_n(x: np.ndarray) -> None:
-    """The 'mean' loss convention rescales the kernel by 1/n (THEORY.md section 1)."""
+    """The 'mean' loss convention rescales the kernel by 1/n (docs/theory.md#network)."""
     np.testing.assert_allclose(ntk_infinite(x, loss="mean"), ntk_infinite(x) / len(x), rtol=1e-12)
     w, a = init_network(128, x.shape[1], seed=3)
     np.testing.assert_allclose(ntk_empirical(w, a, x, loss="mean"), ntk_empirical(w, a, x) / len(x), rtol=1e-12)

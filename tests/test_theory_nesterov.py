@@ -48,7 +48,7 @@ def _iterate_nag(lam_, lr, r_val, steps):
 
 
 def test_discrete_nag_follows_bessel_envelope_times_linear_factor():
-    """eta = 1e-3, 2e4 steps (t = 632): THEORY.md saw 3% at eta = 1e-4 and 20% at 1e-2;
+    """eta = 1e-3, 2e4 steps (t = 632): the reference figures were 3% at eta = 1e-4 and 20% at 1e-2 (docs/theory.md#nesterov);
     the gap grows roughly like sqrt(eta), so 10% is stated in advance at eta = 1e-3.
     Compared at every local peak of |e_k| (where the oscillation touches its envelope) with
     the prediction's envelope at the same step, over the whole run."""

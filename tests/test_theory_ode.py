@@ -1,4 +1,4 @@
-"""Limiting ODEs: hand formulas of THEORY.md, exponents against expm/solve_ivp, optimal damping."""
+"""Limiting ODEs: hand formulas of docs/theory.md#ode, exponents against expm/solve_ivp, optimal damping."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -146,7 +146,7 @@ def test_damping_regimes_and_json():
 
 @pytest.mark.parametrize("method", ["gd", "hb", "nag-sc", "mom2"])
 def test_discrete_rate_tends_to_ode_rate_low_order_h_high_order_h2(method):
-    """THEORY.md section 3: the discrete exponent per unit time, -log(rho)/h, tends to the ODE's
+    """docs/theory.md#ode: the discrete exponent per unit time, -log(rho)/h, tends to the ODE's
     as eta -> 0; the low-resolution ODE is off by O(h) and the high-resolution one by O(h^2)
     (h = eta for GD, sqrt(eta) otherwise; beta = 1 - gamma h, for mom2 1 - beta2 - gamma h).
     The observed order between eta = 1e-3 and 1e-4 must be about 1 (low) and about 2 (high);

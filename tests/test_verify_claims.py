@@ -59,7 +59,7 @@ def test_tolerance_semantics(tol, predicted, measured, passed):
 
 def test_mom2_rate_end_to_end_against_companion_matrix():
     """Predicted rates equal the companion matrix's spectral radius (computed here from the
-    recursion coefficients of THEORY.md's table), and the claim passes at a small size."""
+    recursion coefficients of docs/theory.md#discrete), and the claim passes at a small size."""
     from ntkode.numerics import kernel_spectrum, ntk_infinite, sphere_data
 
     outcome = CLAIMS["mom2-rate"].run("quick", "cpu", seeds=2)

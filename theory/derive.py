@@ -87,7 +87,7 @@ class Derivation:
 
 @dataclass(frozen=True)
 class OdeDerivation:
-    """Limiting ODE of one method (THEORY.md sections 3-4) at low or high resolution.
+    """Limiting ODE of one method (docs/theory.md#ode, #nesterov) at low or high resolution.
 
     polynomial: monic characteristic polynomial in s (coefficients may depend on t);
     roots: its roots; exponent: decay exponent alpha(lam) (0 when sublinear); order:

@@ -3,7 +3,7 @@
 The default problem puts n points uniformly on the sphere S^{d-1} (data seed fixed),
 and takes the labels y = the unit eigenvector of H-infinity with the smallest
 eigenvalue lam_0. Then every seed's initial error e_0 = u_0 - y has a component of
-size about 1 along the slowest direction (THEORY.md section 5, pitfall 1: the
+size about 1 along the slowest direction (docs/theory.md#verification, pitfall 1: the
 slowest mode must dominate the fit window), while ||y|| = 1 keeps the net lazy
 (pitfall 3). Rates are fitted on the projection of e_k on that eigenvector
 (SimulationResult.projections) unless a claim says otherwise.
@@ -95,7 +95,7 @@ def mean_and_stderr(values: Sequence[float], fallback_stderr: float = 0.0) -> tu
 
 def width_tolerance(n: int, m: int, extra: float = 0.0, why: str = "") -> Tolerance:
     """Relative tolerance 2 sqrt(n/m) (+ extra): lambda_min(H(W_0)) and the training drift move the
-    rate by O(sqrt(n/m)) (THEORY.md section 5, pitfall 2)."""
+    rate by O(sqrt(n/m)) (docs/theory.md#verification, pitfall 2)."""
     value = 2.0 * math.sqrt(n / m) + extra
     reason = f"finite width: rates move by O(sqrt(n/m)); 2 sqrt(n/m) = {2 * math.sqrt(n / m):.3g} at n={n}, m={m}"
     return Tolerance("rel", round(value, 4), reason + (f"; {why}" if why else ""))

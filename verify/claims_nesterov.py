@@ -1,5 +1,5 @@
 """Nesterov with beta_k = (k-1)/(k+r-1): sublinear t^{-r/2} in the ODE regime, linear at
-sqrt(1 - eta lam_0) for fixed eta (THEORY.md section 4)."""
+sqrt(1 - eta lam_0) for fixed eta (docs/theory.md#nesterov)."""
 from __future__ import annotations
 
 import math

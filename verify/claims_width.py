@@ -44,10 +44,10 @@ def measure_width(params: Mapping[str, Any], device: str) -> Evidence:
     Algorithm: gradient descent, eta = lr_scale/lam_max.
     Theoretical guarantee: |log rho_m - log rho_inf| = O(m^(-1/2)), an upper bound that is
     also the typical size: lambda_min(H(W_0)) fluctuates by about sqrt(n/m) around lam_0
-    (THEORY.md section 5, pitfall 2), and the measured rate follows the kernel the net
+    (docs/theory.md#verification, pitfall 2), and the measured rate follows the kernel the net
     trains with, so the seed mean of the gap scales like m^(-1/2); hence slope -1/2.
     References: Du, Zhai, Poczos & Singh, ICLR 2019; Arora et al., ICML 2019;
-    THEORY.md section 5. Its GD figures (relative error 0.43, 0.05, 0.008 at
+    docs/theory.md#verification. Its GD figures (relative error 0.43, 0.05, 0.008 at
     m = 1e3, 1e4, 1e5; single runs at n = 20, d = 5) fall faster than this law, with
     log-log slopes of about -0.9 and -0.8 between neighbours: one seed per width does
     not average the sign and size of the fluctuation, and those figures are not what
