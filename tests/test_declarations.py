@@ -24,7 +24,8 @@ from ntkode.theory.optimal import spectrum_grid, worst_rate
 from ntkode.verify.cli import cli_message, main
 
 HERE = Path(__file__).parent
-DECLARED = {name: str(HERE / "methods" / f"{name}.toml") for name in ("qhm", "triple-momentum", "extragradient")}
+DECLARED = {name: str(HERE / "methods" / f"{name}.toml")
+            for name in ("qhm", "triple-momentum", "extragradient", "four-step")}
 ALL = sorted(builtin_names()) + sorted(DECLARED.values())
 PIN = json.loads((HERE / "data" / "builtins-0.1.0.json").read_text())
 
@@ -230,6 +231,25 @@ def test_scaling_the_kernel_equals_scaling_the_step_sizes(method, eigs, c, data)
     scaled = {n: v * c if n in m.step_size_hypers else v for n, v in hyper.items()}
     np.testing.assert_allclose(spectral_radius(m, c * eigs, **hyper).radius,
                                spectral_radius(m, eigs, **scaled).radius, rtol=1e-9, atol=1e-12)
+
+
+def test_degree_four_uses_companion_roots_and_jury_beyond_cubics():
+    """four-step's p(z) = z^4 - (1 + beta - eta lam) z^3 + beta z^2 - beta2 z + beta2 (written out here from the
+    step): no closed-form kernel, so its rates come from companion eigenvalues; they must equal numpy.roots of
+    that polynomial, and Jury's conditions must agree with them."""
+    from ntkode.theory import jury_conditions
+    from ntkode.theory.discrete import rate_polynomial
+    m = load_method(DECLARED["four-step"])
+    assert m.degree == 4
+    rng = np.random.default_rng(0)
+    stable_fn = sp.lambdify((LAM, *m.symbols), jury_conditions(rate_polynomial(m)), "numpy")
+    for _ in range(200):
+        lam_, eta, beta, beta2 = rng.uniform(0.05, 3), rng.uniform(0.01, 2), rng.uniform(0, 0.99), rng.uniform(0, 0.49)
+        want = np.max(np.abs(np.roots([1, -(1 + beta - eta * lam_), beta, -beta2, beta2])))
+        got = spectral_radius(m, [lam_], eta=eta, beta=beta, beta2=beta2).rate
+        assert got == pytest.approx(want, rel=1e-9)
+        if abs(want - 1) > 1e-6:
+            assert bool(stable_fn(lam_, eta, beta, beta2)) == (want < 1)
 
 
 def test_every_method_with_a_learning_rate_has_it_as_a_step_size():
