@@ -93,7 +93,7 @@ def _positive_ints(name: str, values) -> np.ndarray:
 MAX_SEEDS = 1_000_000
 
 
-def _seeds(seeds) -> np.ndarray:
+def seed_array(seeds) -> np.ndarray:
     """seeds=S (int, at most MAX_SEEDS) means range(S); a sequence is taken as the seeds themselves
     (distinct non-negative integers: a repeated seed would be the same network twice)."""
     if np.ndim(seeds) == 0:
@@ -247,7 +247,7 @@ def simulate(
         check_data(X_net)
     widths_arr = _positive_ints("widths", widths)
     steps = int(_positive_ints("steps", steps)[0])
-    seed_arr = _seeds(seeds)
+    seed_arr = seed_array(seeds)
     settings = hyper_settings(spec, hyper)
     if dtype not in ("float64", "float32"):
         raise NtkodeError(f"dtype must be float64 or float32; got {dtype!r}")

@@ -32,7 +32,7 @@ from .data import as_labels
 from .files import exclusive, remove_temporaries
 from .kernels import as_inputs, as_kappa
 from .result import PER_SETTING, SimulationResult
-from .simulate import hyper_settings, simulate
+from .simulate import hyper_settings, seed_array, simulate
 
 #: the layout of a part file; part of every key, so a change of layout recomputes old parts
 PART_FORMAT = 2
@@ -89,17 +89,8 @@ def part_name(method: str | Method, width: int, key: str) -> str:
 
 
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
-    """The seeds a `seeds` argument means: a count S is 0..S-1, a sequence is the seeds themselves."""
-    if np.ndim(seeds) == 0:
-        if isinstance(seeds, (bool, np.bool_)) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-            raise NtkodeError(f"seeds must be a positive count or a list of non-negative integers; got {seeds!r}",
-                              param="seeds")
-        return list(range(int(seeds)))
-    arr = np.asarray(seeds)
-    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
-        raise NtkodeError(f"seeds must be a positive count or a list of non-negative integers; got {seeds!r}",
-                          param="seeds")
-    return [int(s) for s in arr]
+    """The seeds a `seeds` argument means (`simulate.seed_array`: a count S is 0..S-1, a sequence the seeds)."""
+    return seed_array(seeds).tolist()
 
 
 def positive_widths(widths: int | Sequence[int]) -> list[int]:
