@@ -34,6 +34,7 @@ from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any, Mapping
 
+import numpy as np
 import sympy as sp
 
 from .errors import NtkodeError
@@ -122,8 +123,6 @@ class Hyper:
 
     def contains(self, value):
         """Elementwise: whether value lies in the domain."""
-        import numpy as np
-
         arr = np.asarray(value, dtype=float)
         low_ok = arr >= self.low if self.low_closed else arr > self.low
         high_ok = arr <= self.high if self.high_closed else arr < self.high
@@ -131,8 +130,6 @@ class Hyper:
 
     def check(self, value):
         """`value` as a float64 array, or NtkodeError naming the hyper-parameter and its domain."""
-        import numpy as np
-
         if isinstance(value, (str, bytes)) or np.iscomplexobj(value):
             raise NtkodeError(f"{self.label} must be a real number in {self.domain()}; got {value!r}",
                               param=f"hyper:{self.label}")
@@ -657,8 +654,13 @@ class Method:
         return tuple(out)
 
     def to_toml(self) -> str:
-        """The declaration as TOML text (for `ntkode methods NAME`)."""
-        return _builtin_text(self.name) if self.source == "built-in" else open(self.source).read()
+        """The declaration's TOML text (for `ntkode methods NAME`): the shipped file, or the user's."""
+        if self.source == "built-in":
+            return _builtin_text(self.name)
+        if not os.path.isfile(self.source):
+            raise NtkodeError(f"method {self.name!r} was declared from a {self.source}, not a file")
+        with open(self.source, encoding="utf-8") as handle:
+            return handle.read()
 
 
 def _combos(op) -> tuple:

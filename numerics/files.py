@@ -116,3 +116,23 @@ def exclusive(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock_path)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked_folder(folder: str, lock_name: str) -> Iterator[None]:
+    """Create `folder` if needed (NtkodeError naming out_dir if it cannot be), hold its lock file
+    `lock_name` (`exclusive`), and remove the folder again on exit if this call created it and it
+    stayed empty: refused input leaves nothing behind."""
+    created = not os.path.isdir(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise NtkodeError(f"out_dir {folder}: cannot create the folder ({err.strerror or err})",
+                          param="out_dir") from None
+    try:
+        with exclusive(os.path.join(folder, lock_name), f"folder {folder}"):
+            yield
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only succeeds when nothing was written

@@ -19,7 +19,6 @@ A configuration is (method, setting, width); it is simulated once, for all seeds
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import difflib
 import itertools
@@ -37,7 +36,7 @@ from ntkode.declaration import Method, load_method
 from ntkode.verify.fit import fit_linear_rate
 
 from .data import digits_data, load_data, paper_data, sphere_data
-from .files import atomic_write, exclusive
+from .files import atomic_write, locked_folder
 from .result import SimulationResult
 from .simulate import hyper_settings
 from .sweep import make_task, positive_widths, run_tasks, seed_list
@@ -373,21 +372,10 @@ def run_grid(grid: Grid | str | os.PathLike, out_dir: str | os.PathLike, client=
     parts_dir = os.path.join(out_dir, "parts")
     tasks = [make_task(c.method, X, y, c.width, grid.steps, grid.seeds, [c.setting], grid.options, parts_dir)
              for c in configs]
-    created = not os.path.isdir(out_dir)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as err:
-        raise NtkodeError(f"out_dir {out_dir}: cannot create the folder ({err.strerror or err})",
-                          param="out_dir") from None
-    try:
-        with exclusive(os.path.join(out_dir, ".lock"), f"folder {out_dir}"):
-            parts, seconds = run_tasks(tasks, parts_dir, client, progress)
-            table = tabulate(grid, configs, [row[0] for row in parts], [os.path.basename(t.paths[0]) for t in tasks])
-            path = write_table(table, os.path.join(out_dir, grid.name), fmt)
-    finally:
-        if created:
-            with contextlib.suppress(OSError):
-                os.rmdir(out_dir)  # only succeeds when nothing was written
+    with locked_folder(out_dir, ".lock"):
+        parts, seconds = run_tasks(tasks, parts_dir, client, progress)
+        table = tabulate(grid, configs, [row[0] for row in parts], [os.path.basename(t.paths[0]) for t in tasks])
+        path = write_table(table, os.path.join(out_dir, grid.name), fmt)
     return GridRun(table, path, len(configs), len(seconds), seconds)
 
 

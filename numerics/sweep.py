@@ -11,7 +11,6 @@ by any executor (`client`: a concurrent.futures.Executor or a dask.distributed.C
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from ntkode.errors import NtkodeError
 from ntkode.declaration import Method, load_method
 
 from .data import as_labels
-from .files import exclusive, remove_temporaries
+from .files import locked_folder, remove_temporaries
 from .kernels import as_inputs, as_kappa
 from .result import PER_SETTING, SimulationResult
 from .simulate import hyper_settings, seed_array, simulate
@@ -186,34 +185,23 @@ def run_tasks(tasks: Sequence[Task], out_dir: str | os.PathLike, client=None,
     out_dir = os.fspath(out_dir)
     if not out_dir:
         raise NtkodeError("out_dir must name a folder; got ''", param="out_dir")
-    created = not os.path.isdir(out_dir)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as err:
-        raise NtkodeError(f"out_dir {out_dir}: cannot create the folder ({err.strerror or err})",
-                          param="out_dir") from None
-    try:
-        with exclusive(os.path.join(out_dir, LOCK_NAME), f"folder {out_dir}"):
-            remove_temporaries(out_dir)
-            loaded: dict[str, SimulationResult] = {}
-            todo = []
-            for task in tasks:
-                for path, key in zip(task.paths, task.keys):
-                    part = load_part(path, key)
-                    if part is not None:
-                        loaded[path] = part
-                missing = [j for j, path in enumerate(task.paths) if path not in loaded]
-                if missing:
-                    todo.append(task.only(missing))
-            seconds = execute(todo, client, progress)
-            for task in todo:
-                for path, key in zip(task.paths, task.keys):
-                    loaded[path] = SimulationResult.load(path, key=key)
-            return [[loaded[path] for path in task.paths] for task in tasks], seconds
-    finally:
-        if created:
-            with contextlib.suppress(OSError):
-                os.rmdir(out_dir)  # only succeeds when nothing was written
+    with locked_folder(out_dir, LOCK_NAME):
+        remove_temporaries(out_dir)
+        loaded: dict[str, SimulationResult] = {}
+        todo = []
+        for task in tasks:
+            for path, key in zip(task.paths, task.keys):
+                part = load_part(path, key)
+                if part is not None:
+                    loaded[path] = part
+            missing = [j for j, path in enumerate(task.paths) if path not in loaded]
+            if missing:
+                todo.append(task.only(missing))
+        seconds = execute(todo, client, progress)
+        for task in todo:
+            for path, key in zip(task.paths, task.keys):
+                loaded[path] = SimulationResult.load(path, key=key)
+        return [[loaded[path] for path in task.paths] for task in tasks], seconds
 
 
 def sweep(
