@@ -24,7 +24,6 @@ torch = pytest.importorskip("torch", reason="the PyTorch equivalence needs torch
 from ntkode.errors import NtkodeError  # noqa: E402
 from ntkode.numerics import simulate  # noqa: E402
 from ntkode.numerics.data import mnist_data  # noqa: E402
-from ntkode.theory.methods import get_method  # noqa: E402
 
 METHODS_DIR = Path(__file__).resolve().parent.parent / "core" / "methods"
 N, WIDTH, STEPS, LR, TORCH_SEED = 60, 400, 120, 2e-3, 218
@@ -107,10 +106,9 @@ def train_ntkode(method: str, hyper: dict, X, y, initial) -> np.ndarray:
 CASES = {
     "gd": ("gd", {"lr": LR}, lambda ps: torch.optim.SGD(ps, lr=LR), None),
     "hb": ("hb", {"lr": LR, "momentum": 0.5}, lambda ps: torch.optim.SGD(ps, lr=LR, momentum=0.5), None),
-    # need issue 7's declaration loader: xfail while get_method answers "unknown method" for a .toml path
-    "seed-nag": (str(METHODS_DIR / "seed-nag.toml"), {"lr": LR, "r": 3.0},
+    "seed-nag": ("seed-nag", {"lr": LR, "r": 3.0},
                  lambda ps: torch.optim.SGD(ps, lr=LR, momentum=3.0, nesterov=True), 3.0),
-    "seed-mom2": (str(METHODS_DIR / "seed-mom2.toml"), {"lr": LR, "momentum": 0.5, "momentum2": 0.2},
+    "seed-mom2": ("seed-mom2", {"lr": LR, "momentum": 0.5, "momentum2": 0.2},
                   lambda ps: HigherSGD(ps, lr=LR, momentum=0.5, momentum2=0.2), None),
 }
 
@@ -119,13 +117,6 @@ CASES = {
 def test_seed_torch_losses_match(case: str, data) -> None:
     X, y = data
     method, hyper, make_optimizer, nesterov_r = CASES[case]
-    if method.endswith(".toml"):
-        try:
-            get_method(method)
-        except NtkodeError as err:
-            if "unknown method" not in str(err):
-                raise  # a loader that exists but rejects the declaration is a failure, not an expected one
-            pytest.xfail(f"method declarations do not load yet (issue 7): {err}")
     net = seed_net(X.shape[1], WIDTH)
     initial = weights(net)
     theirs = train_torch(net, make_optimizer(net.parameters()), X, y, STEPS, nesterov_r)
