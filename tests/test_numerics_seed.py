@@ -61,7 +61,7 @@ def test_mnist_classes_unit_norm_and_pm1():
 @pytest.mark.parametrize("kwargs, param", [
     ({"n": 1001, "classes": (3, 8)}, "n"), ({"n": 10, "classes": (3, 3)}, "classes"),
     ({"n": 10, "classes": (3, 10)}, "classes"), ({"n": 10, "labels": "pm1"}, "labels"),
-    ({"n": 10, "scaling": "zscore"}, "scaling"), ({"n": 0}, None),
+    ({"n": 10, "scaling": "zscore"}, "scaling"), ({"n": 0}, "n"),
 ])
 def test_mnist_bad_arguments(kwargs, param):
     with pytest.raises(NtkodeError) as err:

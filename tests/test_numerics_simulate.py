@@ -13,7 +13,7 @@ from ntkode.errors import NtkodeError
 from ntkode.theory.methods import METHODS, get_method
 from ntkode.symbols import k, lam, z
 
-from cases import SETTINGS
+from cases import MULTISTEP, SETTINGS
 
 sweep_module = importlib.import_module("ntkode.numerics.sweep")
 simulate_module = importlib.import_module("ntkode.numerics.simulate")
@@ -38,13 +38,8 @@ def recurrence_errors(method, H, e0, lr, steps, hyper):
     return np.array(out)
 
 
-#: methods whose error obeys the scalar recurrence of their characteristic polynomial from W_{-j} = W_0
-#: (multistep rules); a start-up such as seed-mom2's Min(1, k - 1) on a velocity does not (see
-#: test_declarations.py's dense-engine test, which covers every method through the declared step)
-MULTISTEP = ["gd", "hb", "mom2", "nag", "nag-sc"]
-
-
-@pytest.mark.parametrize("method", MULTISTEP)
+@pytest.mark.parametrize("method", MULTISTEP)  # a scalar recurrence from W_{-j} = W_0; seed-mom2's start-up is
+# not one (test_declarations.py's dense-engine test covers every method through its declared step)
 @pytest.mark.parametrize("space", ["z", "w"])
 def test_trajectory_matches_characteristic_recurrence_when_no_pattern_changes(method, space):
     X, y = sphere_data(6, 4, seed=3)

@@ -21,10 +21,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ntkode.numerics import init_network, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data
-from ntkode.theory import METHODS, get_method, iterate, spectral_radius
+from ntkode.theory import get_method, iterate, spectral_radius
 from ntkode.theory.discrete import scalar_hyper
 from ntkode.theory.statespace import apply_step
 from ntkode.verify import CLAIMS, fit_linear_rate
+
+from cases import MULTISTEP
 from ntkode.verify.claims_linear import gd_rate_tolerance
 
 #: steps of the measured iteration; the fit uses the second half.
@@ -138,7 +140,7 @@ def _asymptotic_step(method: str) -> int:
     return 10**9 if get_method(method).time_varying else 1
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", MULTISTEP)
 @settings(max_examples=15, deadline=None)
 @given(data=st.data(), kernel=kernels())
 def test_theory_rate_equals_linearised_dynamics(method: str, data: st.DataObject, kernel: np.ndarray) -> None:
@@ -159,7 +161,7 @@ def test_theory_rate_equals_linearised_dynamics(method: str, data: st.DataObject
     assert abs(measured - expected) <= LOG_RATE_TOL
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", MULTISTEP)
 @settings(max_examples=10, deadline=None)
 @given(data=st.data(), x=data_sets(), seed=st.integers(0, 2**32 - 1))
 def test_rate_invariant_under_permuting_data(method: str, data: st.DataObject, x: np.ndarray, seed: int) -> None:
@@ -177,7 +179,7 @@ def test_rate_invariant_under_permuting_data(method: str, data: st.DataObject, x
     assert spectral_radius(method, kernel_spectrum(permuted)[0], **hyper).rate == pytest.approx(expected, rel=1e-10)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", MULTISTEP)
 @settings(max_examples=10, deadline=None)
 @given(data=st.data(), kernel=kernels(), seed=st.integers(0, 2**32 - 1))
 def test_rate_invariant_under_orthogonal_conjugation(
@@ -215,7 +217,7 @@ def test_kernels_depend_only_on_inner_products(x: np.ndarray, seed: int) -> None
     np.testing.assert_allclose(ntk_empirical(w @ rot, a, x @ rot), ntk_empirical(w, a, x), atol=1e-12)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", MULTISTEP)
 @settings(max_examples=10, deadline=None)
 @given(data=st.data(), kernel=kernels(), c=st.floats(0.1, 10.0))
 def test_scaling_kernel_equals_scaling_lr(method: str, data: st.DataObject, kernel: np.ndarray, c: float) -> None:

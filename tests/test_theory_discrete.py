@@ -75,7 +75,7 @@ def iterated_rate(method, lam, eta, beta, beta2, steps=2000, seed=0):
 
 
 configs = st.tuples(
-    st.sampled_from(sorted(METHODS)),
+    st.sampled_from(sorted(LITERATURE)),
     st.floats(1e-2, 10.0),  # lam
     st.floats(1e-3, 1.0),  # eta * lam_max scale
     st.floats(0.0, 0.98),  # beta
