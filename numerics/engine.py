@@ -56,10 +56,72 @@ class Problem:
     a_step: float = 1.0  # the second layer's step factor: m in the standard parametrisation (network.standard_to_ntk)
 
 
-def pool_slots(method: Method) -> int:
-    """Slots a batch needs: the old and new value of every state, and every temporary and gradient."""
-    temps = {t for op in method.ops for t in ((op.target,) if isinstance(op, GradOp) else op.targets)}
-    return 2 * len(method.states) + len(temps - set(method.state_names))
+def fold_sites(method: Method) -> dict[str, tuple[int, int, int]]:
+    """Gradients read exactly once in the step: target -> (op, combination, term) of that one use, whose
+    coefficient the engine multiplies into the gradient itself (heavy ball's and Nesterov's -eta)."""
+    uses: dict[str, list] = {op.target: [] for op in method.ops if isinstance(op, GradOp)}
+    for i, op in enumerate(method.ops):
+        for c, combo in enumerate((op.point,) if isinstance(op, GradOp) else op.values):
+            for t, (name, _) in enumerate(combo):
+                if name in uses:
+                    uses[name].append((i, c, t))
+    return {target: sites[0] for target, sites in uses.items() if len(sites) == 1}
+
+
+def pool_slots(method: Method, steps: int = 8) -> int:
+    """Slots a batch needs: the engine's own allocation (`Batch._combination`) dry-run on the op program for
+    a few steps, structurally (a one-term combination with coefficient 1 is an alias, a gradient read only
+    by a two-term sum is overwritten by it); numeric coincidences can only alias more and use fewer."""
+    folded = fold_sites(method)
+    slot = {name: (0 if init else 1) for name, init in zip(method.state_names, method.initial)}
+    top = 1
+
+    def free(busy: set[int]) -> int:
+        nonlocal top
+        used = set(slot.values()) | busy
+        top = max(top, len(used))  # lowest-free allocation with len(used) slots live never goes past this index
+        return next(i for i in range(len(used) + 1) if i not in used)
+
+    def combine(i: int, c: int, combo, busy: set[int]) -> int:
+        if len(combo) == 1 and combo[0][1] == 1:
+            return slot[combo[0][0]]
+        spent = in_place(folded, i, c, combo)
+        return slot[spent] if spent is not None else free(busy)
+
+    for _ in range(steps):
+        for i, op in enumerate(method.ops):
+            if isinstance(op, GradOp):
+                point = combine(i, 0, op.point, set())
+                slot[op.target] = free({point})
+            else:
+                busy: set[int] = set()
+                values = []
+                for c, combo in enumerate(op.values):
+                    values.append(combine(i, c, combo, busy))
+                    busy.add(values[-1])
+                slot.update(zip(op.targets, values))
+        slot = {name: slot[name] for name in method.state_names}
+    return top + 1
+
+
+def combination_plan(folded: dict, i: int, c: int, combo) -> tuple[str, str | None]:
+    """How the engine evaluates combination c of op i, decided once from its structure: ("alias", name) for
+    one variable with coefficient 1, ("add", gradient) for X + G' written over a folded gradient
+    (`in_place`), ("general", None) otherwise (`Batch._combination`)."""
+    if len(combo) == 1 and combo[0][1] == 1:
+        return "alias", combo[0][0]
+    spent = in_place(folded, i, c, combo)
+    return ("add", spent) if spent is not None else ("general", None)
+
+
+def in_place(folded: dict, i: int, c: int, combo) -> str | None:
+    """The gradient whose slot the sum `combo` (op i, combination c) may overwrite: a two-term sum whose other
+    coefficient is 1, of a gradient read only here (its coefficient folded into it, so the sum is X + G')."""
+    if len(combo) != 2:
+        return None
+    spent = [name for name, _ in combo if folded.get(name, (None,))[:2] == (i, c)]
+    other = [coef for name, coef in combo if name not in spent]
+    return spent[0] if len(spent) == 1 and other == [1] else None
 
 
 def window(slots: list[int]) -> tuple[int, int, int]:
@@ -122,6 +184,9 @@ class Batch:
         self.active_dev = xp.asarray(self.active)
         self.ops = method.numeric_ops
         self.constant = [None if varies else self._coefficients(fn, 1) for _, fn, varies in self.ops]
+        self.folds = fold_sites(method)
+        self.plans = [[combination_plan(self.folds, i, c, combo) for c, combo in enumerate(
+            (op.point,) if isinstance(op, GradOp) else op.values)] for i, (op, _, _) in enumerate(self.ops)]
         P = pool_slots(method)
         Z0 = xp.matmul(W0, prob.X.T)
         n = Z0.shape[2]
@@ -161,20 +226,31 @@ class Batch:
         used = set(self.slot.values()) | busy
         return next(i for i in range(self.main.data.shape[1]) if i not in used)
 
-    def _combination(self, combo, coefs, busy: set[int]) -> int:
-        """The slot holding sum_j coef_j * variable_j: an existing slot when it is one variable with
-        coefficient 1, else a free slot written by one matmul per component."""
+    def _combination(self, combo, coefs, busy: set[int], plan: tuple[str, str | None]) -> int:
+        """The slot holding sum_j coef_j * variable_j (`combination_plan`): an existing slot for an alias; one
+        elementwise pass written over the spent gradient for X + G'; otherwise an existing slot when the terms
+        merge (shared slots) into one with coefficient 1, else a free slot written by one matmul per component."""
+        kind, name = plan
+        if kind == "alias":
+            return self.slot[name]
+        if kind == "add":
+            out = self.slot[name]
+            other = self.slot[next(n for n, _ in combo if n != name)]
+            for pool in self.pools:
+                self.xp.add(pool[other], pool[out], out=pool[out])
+            self._forget(out)
+            return out
         merged: dict[int, np.ndarray] = {}
-        for (name, _), coef in zip(combo, coefs):
-            s = self.slot[name]
+        for (var, _), coef in zip(combo, coefs):
+            s = self.slot[var]
             merged[s] = coef if s not in merged else merged[s] + coef
         if len(merged) == 1:
             (s, coef), = merged.items()
             if np.all(coef == 1):
                 return s
         slots = sorted(merged)
-        weights = self.xp.asarray(window_weights(slots, [merged[s] for s in slots]), dtype=self.prob.dtype)
         out = self._free_slot(busy)
+        weights = self.xp.asarray(window_weights(slots, [merged[s] for s in slots]), dtype=self.prob.dtype)
         for pool in self.pools:
             pool.combine(slots, weights, out)
         self._forget(out)
@@ -214,8 +290,9 @@ class Batch:
             self.errors[slot] = self._output(self.xp.matmul(self._a_at(slot)[:, None, :], R)[:, 0, :])
         return self.errors[slot]
 
-    def _gradient(self, point: int, out: int) -> None:
-        """Slot `out` = grad L at the point in slot `point`, every component."""
+    def _gradient(self, point: int, out: int, scale: np.ndarray | None = None) -> None:
+        """Slot `out` = grad L at the point in slot `point`, every component (times `scale` per run when the
+        gradient's one use has its coefficient folded in here: a (B, n) product instead of a pass over (B, m, n))."""
         xp, prob = self.xp, self.prob
         Z, a = self._z_at(point), self._a_at(point)
         xp.greater_equal(Z, 0, out=self.mask)
@@ -223,6 +300,8 @@ class Batch:
         if point not in self.errors and self.host:  # sum_r a_r relu(Z)_ri = sum_r S_ri Z_ri, one pass
             self.errors[point] = self._output(xp.einsum("bri,bri->bi", self.S, Z))
         coef = prob.scale * self._error(point)  # (B, n): s e_y
+        if scale is not None:
+            coef = coef * self.xp.asarray(scale[:, None], dtype=prob.dtype)
         if not self.fixed_a:  # grad_a = s relu(Z_y) e_y, times the second layer's step factor (`Problem.a_step`)
             R = xp.maximum(Z, 0, out=self.T)
             self.apool[out][...] = xp.matmul(R, (prob.a_step * coef)[:, :, None])[:, :, 0]
@@ -238,18 +317,24 @@ class Batch:
     # -- a step --------------------------------------------------------------------------------
     def step(self, k: int) -> None:
         """Advance every active run from step k-1 to step k by the method's ops."""
-        for (op, fn, _), constant in zip(self.ops, self.constant):
-            coefs = constant if constant is not None else self._coefficients(fn, k)
+        coefs = [constant if constant is not None else self._coefficients(fn, k)
+                 for (_, fn, _), constant in zip(self.ops, self.constant)]
+        scales = {}
+        for target, (i, c, t) in self.folds.items():  # a gradient used once: its coefficient goes into the GEMM
+            coefs[i] = [list(combo) for combo in coefs[i]]
+            scales[target], coefs[i][c][t] = coefs[i][c][t], np.ones_like(coefs[i][c][t])
+        for i, ((op, _, _), op_coefs) in enumerate(zip(self.ops, coefs)):
+            plans = self.plans[i]
             if isinstance(op, GradOp):
-                point = self._combination(op.point, coefs[0], set())
+                point = self._combination(op.point, op_coefs[0], set(), plans[0])
                 out = self._free_slot({point})
-                self._gradient(point, out)
+                self._gradient(point, out, scales.get(op.target))
                 self.slot[op.target] = out
             else:
                 busy: set[int] = set()
                 values = []
-                for combo, cs in zip(op.values, coefs):
-                    values.append(self._combination(combo, cs, busy))
+                for combo, cs, plan in zip(op.values, op_coefs, plans):
+                    values.append(self._combination(combo, cs, busy, plan))
                     busy.add(values[-1])
                 self.slot.update(zip(op.targets, values))
         self.slot = {name: self.slot[name] for name in self.method.state_names}

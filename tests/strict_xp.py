@@ -199,6 +199,7 @@ maximum = _ufunc(np.maximum)
 greater_equal = _ufunc(np.greater_equal)
 multiply = _ufunc(np.multiply)
 subtract = _ufunc(np.subtract)
+add = _ufunc(np.add)
 sqrt = _ufunc(np.sqrt)
 
 

@@ -302,7 +302,9 @@ ENGINE_CASES = [(DECLARED["qhm"], {"alpha": 0.6, "beta": 0.5, "nu": 0.7}),
                 (DECLARED["triple-momentum"], {"alpha": 0.8, "beta": 0.3, "gamma": 0.2}),
                 (DECLARED["extragradient"], {"eta": 0.5}),
                 ("seed-nag", {"eta": 0.5, "r": 3.0}), ("seed-mom2", {"eta": 0.5, "beta": 0.5, "beta2": 0.2}),
-                ("nag", {"eta": 0.5, "r": 3.0}), ("mom2", {"eta": 0.5, "beta": 0.5, "beta2": 0.2})]
+                ("nag", {"eta": 0.5, "r": 3.0}), ("mom2", {"eta": 0.5, "beta": 0.5, "beta2": 0.2}),
+                (DECLARED["four-step"], {"eta": 0.5, "beta": 0.4, "beta2": 0.2}),
+                (str(HERE / "methods" / "idle.toml"), {"eta": 0.5, "beta": 0.4, "rho": 0.5})]
 
 
 @pytest.mark.parametrize("name, hyper", ENGINE_CASES)
