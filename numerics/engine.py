@@ -185,6 +185,7 @@ class Batch:
         self.ops = method.numeric_ops
         self.constant = [None if varies else self._coefficients(fn, 1) for _, fn, varies in self.ops]
         self.folds = fold_sites(method)
+        self.constant_scales = self.fold(self.constant, varying=False)
         self.plans = [[combination_plan(self.folds, i, c, combo) for c, combo in enumerate(
             (op.point,) if isinstance(op, GradOp) else op.values)] for i, (op, _, _) in enumerate(self.ops)]
         P = pool_slots(method)
@@ -221,6 +222,19 @@ class Batch:
         B = self.active.size
         raw = fn(k, *[h[self.active] for h in self.hyper])
         return [[np.broadcast_to(np.asarray(c, dtype=float), (B,)) for c in combo] for combo in raw]
+
+    def fold(self, coefs: list, varying: bool) -> dict[str, np.ndarray]:
+        """Move each once-read gradient's coefficient out of `coefs` (set to 1 there) into the returned
+        {gradient: (B,) scale} for the GEMM (`_gradient`). varying=False: the constant ops, once at setup;
+        varying=True: the ops whose coefficients depend on k, each step, plus the constant ops' scales."""
+        scales = {}
+        for target, (i, c, t) in self.folds.items():
+            if (self.constant[i] is None) == varying:
+                coefs[i] = [list(combo) for combo in coefs[i]]
+                scales[target], coefs[i][c][t] = coefs[i][c][t], np.ones_like(coefs[i][c][t])
+            elif varying:
+                scales[target] = self.constant_scales[target]
+        return scales
 
     def _free_slot(self, busy: set[int]) -> int:
         used = set(self.slot.values()) | busy
@@ -319,10 +333,7 @@ class Batch:
         """Advance every active run from step k-1 to step k by the method's ops."""
         coefs = [constant if constant is not None else self._coefficients(fn, k)
                  for (_, fn, _), constant in zip(self.ops, self.constant)]
-        scales = {}
-        for target, (i, c, t) in self.folds.items():  # a gradient used once: its coefficient goes into the GEMM
-            coefs[i] = [list(combo) for combo in coefs[i]]
-            scales[target], coefs[i][c][t] = coefs[i][c][t], np.ones_like(coefs[i][c][t])
+        scales = self.fold(coefs, varying=True)
         for i, ((op, _, _), op_coefs) in enumerate(zip(self.ops, coefs)):
             plans = self.plans[i]
             if isinstance(op, GradOp):
@@ -379,6 +390,7 @@ class Batch:
         for pool in self.pools:
             pool.take(sel)
         self.constant = [None if c is None else [[x[keep] for x in combo] for combo in c] for c in self.constant]
+        self.constant_scales = {target: scale[keep] for target, scale in self.constant_scales.items()}
         self.errors = {s: e[sel] for s, e in self.errors.items()}
         self.zcache = {s: z[sel] for s, z in self.zcache.items()}
         self.S, self.T, self.mask = self.S[sel], self.T[sel], self.mask[sel]
