@@ -35,7 +35,7 @@ from ntkode.theory import spectral_radius
 from ntkode.declaration import Method, load_method
 from ntkode.verify.fit import fit_linear_rate
 
-from .data import digits_data, load_data, paper_data, sphere_data
+from .data import digits_data, load_data, mnist_data, paper_data, sphere_data
 from .files import atomic_write, locked_folder
 from .result import SimulationResult
 from .simulate import hyper_settings
@@ -49,9 +49,11 @@ DATASETS: dict[str, tuple[Callable, tuple[str, ...], tuple[str, ...]]] = {
     "paper": (lambda n, seed=0, normalise=False: paper_data(n, seed, normalise=normalise), ("n",),
               ("seed", "normalise")),
     "digits": (lambda n, seed=0, classes=(0, 1): digits_data(n, tuple(classes), seed), ("n",), ("seed", "classes")),
+    "mnist": (lambda n, seed=0, classes=tuple(range(10)), scaling="unit-interval", labels="digit":
+              mnist_data(n, tuple(classes), seed, scaling, labels), ("n",), ("seed", "classes", "scaling", "labels")),
     "file": (lambda path: load_data(path), ("path",), ()),
 }
-OPTION_KEYS = ("loss", "train", "kappa", "space", "dtype", "device")
+OPTION_KEYS = ("loss", "train", "kappa", "space", "dtype", "device", "parametrization", "preset")
 #: the table's columns after the method and the hyper-parameters
 COLUMNS = ("width", "seed", "fitted_rate", "fitted_rate_stderr", "predicted_rate_inf", "predicted_rate_w0",
            "initial_error", "final_error", "diverged", "diverged_step", "predicted_unstable", "part")

