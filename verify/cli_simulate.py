@@ -89,7 +89,10 @@ def handle(args: argparse.Namespace) -> int:
         print(f"  width {m}: final ||e|| median {np.nanmedian(row) if not np.all(np.isnan(row)) else float('nan'):.3e}, {status}")
     if result.diverged.any() or summary["predicted_unstable"]:
         print(f"  theory predicts {'instability' if summary['predicted_unstable'] else 'stability'} for this setting")
-    from ntkode.numerics import lazy_diagnostic  # issue 9: is the NTK rate trustworthy here? (seed 0, W trained)
+    if result.parametrization != "ntk":
+        print("  lazy diagnostic: defined for the NTK parametrisation only; not shown")
+        return 0
+    from ntkode.numerics import lazy_diagnostic  # is the NTK rate trustworthy here? (seed 0, W trained)
     for m in result.widths:
         print(f"  {lazy_diagnostic(X, y, int(m), seed=0, kappa=args.kappa).describe()}")
     return 0
