@@ -570,6 +570,16 @@ class Method:
                               f"{', '.join(hp.label for hp in needed) or 'none'}", param=f"hyper:{labels[0]}")
         return values
 
+    def scalar_hyper(self, given: Mapping[str, Any], where: str = "here", hint: str = "") -> dict[str, float]:
+        """`check_hyper`, each value also a single number: {declared name: float} in declared order."""
+        values = self.check_hyper(given)
+        for name, value in values.items():
+            if np.ndim(value) != 0:
+                label = self.find_hyper(name).label
+                raise NtkodeError(f"{label} must be a single number {where}; got an array of shape {np.shape(value)}"
+                                  + (f" ({hint})" if hint else ""), param=f"hyper:{label}")
+        return {name: float(values[name]) for name in self.hyper_names}
+
     # derived structure ---------------------------------------------------------------------------
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -579,11 +589,6 @@ class Method:
     def initial(self) -> tuple[int, ...]:
         """Per state: 1 for a point starting at W0, 0 for a direction starting at 0."""
         return tuple(INITIAL_VALUES[v] for _, v in self.states)
-
-    @property
-    def grad_count(self) -> int:
-        """Gradient evaluations per step."""
-        return sum(isinstance(op, GradOp) for op in self.ops)
 
     @property
     def time_varying(self) -> bool:

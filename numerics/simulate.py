@@ -41,12 +41,7 @@ def hyper_settings(method: Method, hyper: dict | Sequence[dict]) -> list[dict]:
     for setting in listed:
         if not isinstance(setting, dict):
             raise NtkodeError(f"a hyper-parameter setting is a dict of name: value; got {setting!r}", param="hyper")
-        checked = method.check_hyper(setting)
-        for name, value in checked.items():
-            if np.ndim(value) != 0:
-                raise NtkodeError(f"{name} must be a single number per setting; give a list of settings instead",
-                                  param=f"hyper:{method.find_hyper(name).label}")
-        out.append({name: float(checked[name]) for name in method.hyper_names})
+        out.append(method.scalar_hyper(setting, "per setting", "give a list of settings instead"))
     return out
 
 

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from ntkode.numerics import init_network, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data
 from ntkode.theory import get_method, iterate, spectral_radius
-from ntkode.theory.discrete import scalar_hyper
 from ntkode.theory.statespace import apply_step
 from ntkode.verify import CLAIMS, fit_linear_rate
 
@@ -124,7 +123,7 @@ def _measured_log_rate(logs: np.ndarray) -> float:
 def _one_step_map(method: str, kernel: np.ndarray, hyper: dict, step: int) -> np.ndarray:
     """The matrix of the declared step on the whole state (every variable's error vector), column by column."""
     m = get_method(method)
-    values = scalar_hyper(m, hyper)
+    values = m.scalar_hyper(hyper)
     args = [values[n] for n in m.hyper_names]
     n, names = len(kernel), m.state_names
     columns = []

@@ -262,18 +262,6 @@ def check_eigs(eigs: ArrayLike) -> np.ndarray:
     return arr
 
 
-def scalar_hyper(m: Method, hyper: dict) -> dict[str, float]:
-    """The method's hyper-parameters (names or aliases) checked against their domains, as floats by
-    declared name; NtkodeError for an unknown, missing, out-of-domain or non-scalar value."""
-    values = m.check_hyper(hyper)
-    for name, value in values.items():
-        if np.ndim(value) != 0:
-            label = m.find_hyper(name).label
-            raise NtkodeError(f"{label} must be a single number here; got an array of shape {np.shape(value)} "
-                              "(rate_function evaluates arrays)", param=f"hyper:{label}")
-    return {name: float(values[name]) for name in m.hyper_names}
-
-
 def spectral_radius(method, eigs: ArrayLike, **hyper: float) -> RateResult:
     """rho = max over eigs of max |root of p(z)| (time-varying methods: of lim_{k->inf} p, per step).
 
@@ -282,7 +270,7 @@ def spectral_radius(method, eigs: ArrayLike, **hyper: float) -> RateResult:
     """
     m = get_method(method)
     lam_ = check_eigs(eigs)
-    values = scalar_hyper(m, hyper)
+    values = m.scalar_hyper(hyper, hint="rate_function evaluates arrays")
     args = [values[n] for n in m.hyper_names]
     with np.errstate(all="ignore"):  # overflow shows up as non-finite radii, refused below
         roots = np.asarray(roots_function(m)(lam_, *args))

@@ -15,11 +15,11 @@ from numpy.typing import ArrayLike
 from ntkode.declaration import GradOp
 from ntkode.errors import NtkodeError
 
-from .discrete import scalar_hyper
 from .methods import get_method
 
 
-def _combine(env: dict, combo, coefs) -> np.ndarray:
+def combine(env: dict, combo, coefs):
+    """sum_j coef_j * env[variable_j] for a combination of the op program and its coefficients."""
     return sum(float(c) * env[name] for (name, _), c in zip(combo, coefs))
 
 
@@ -31,9 +31,9 @@ def apply_step(method, H: np.ndarray, state: dict, k: int, args: list[float]) ->
     for op, fn, _ in m.numeric_ops:
         coefs = fn(k, *args)
         if isinstance(op, GradOp):
-            local[op.target] = H @ _combine(local, op.point, coefs[0])
+            local[op.target] = H @ combine(local, op.point, coefs[0])
         else:
-            local.update(zip(op.targets, [_combine(local, c, cs) for c, cs in zip(op.values, coefs)]))
+            local.update(zip(op.targets, [combine(local, c, cs) for c, cs in zip(op.values, coefs)]))
     return {name: local[name] for name in m.state_names}
 
 
@@ -45,7 +45,7 @@ def iterate(method, H: ArrayLike, e0: ArrayLike, steps: int, renormalise: bool =
     E[k] * exp(log_scale[k]) (log_scale is all zeros otherwise).
     """
     m = get_method(method)
-    values = scalar_hyper(m, hyper)
+    values = m.scalar_hyper(hyper)
     args = [values[n] for n in m.hyper_names]
     H = np.asarray(H, dtype=float)
     e0 = np.asarray(e0, dtype=float)

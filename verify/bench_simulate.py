@@ -23,6 +23,7 @@ from ntkode.numerics.backend import get_xp
 from ntkode.numerics.network import forward
 from ntkode.numerics.simulate import choose_space
 from ntkode.declaration import GradOp, load_method
+from ntkode.theory.statespace import combine
 
 PRESETS = {
     "cpu": dict(n=64, d=32, widths=[512, 1024, 2048, 4096], seeds=8, steps=500, rs=[2.0, 4.0, 10.0], device="cpu"),
@@ -35,8 +36,8 @@ def numpy_reference(X, y, m: int, seed: int, steps: int, setting: dict, method: 
     """One run written plainly in W-space with NumPy, the declaration's ops executed one by one with
     Python sums (what a user's loop over the method's statements does); ||e_k|| for k = 0..steps."""
     spec = load_method(method)
-    values = spec.check_hyper(setting)
-    args = [float(values[n]) for n in spec.hyper_names]
+    values = spec.scalar_hyper(setting)
+    args = [values[n] for n in spec.hyper_names]
     W0, a = init_network(m, X.shape[1], seed)
     env = {name: W0 if init else np.zeros_like(W0) for name, init in zip(spec.state_names, spec.initial)}
     err = np.empty(steps + 1)
@@ -45,12 +46,12 @@ def numpy_reference(X, y, m: int, seed: int, steps: int, setting: dict, method: 
         for op, fn, _ in spec.numeric_ops:
             coefs = fn(k, *args)
             if isinstance(op, GradOp):
-                Y = sum(float(c) * env[name] for (name, _), c in zip(op.point, coefs[0]))
+                Y = combine(env, op.point, coefs[0])
                 Z = Y @ X.T
                 e = np.maximum(Z, 0).T @ a / np.sqrt(m) - y
                 env[op.target] = ((a[:, None] * (Z >= 0)) * e) @ X / np.sqrt(m)
             else:
-                new = [sum(float(c) * env[name] for (name, _), c in zip(combo, cs)) for combo, cs in zip(op.values, coefs)]
+                new = [combine(env, combo, cs) for combo, cs in zip(op.values, coefs)]
                 env.update(zip(op.targets, new))
         err[k] = np.linalg.norm(forward(env["W"], a, X) - y)
     return err

@@ -110,9 +110,8 @@ def _optimal(m, args, eigs: np.ndarray) -> tuple[dict, list[str]]:
     lo, hi = float(eigs.min()), float(eigs.max())
     if args.ode:
         best = optimal(m, lo, hi, ode=True)
-        payload = {**best, "exponent": best["exponent"]}
-        return payload, [f"{m.name} ODE optimum: {_shown(best['hyper']) or 'nothing to tune'}; "
-                         f"exponent {best['exponent']:.10g}"]
+        return best, [f"{m.name} ODE optimum: {_shown(best['hyper']) or 'nothing to tune'}; "
+                      f"exponent {best['exponent']:.10g}"]
     if args.tuning:
         best = named_tuning(m, args.tuning, lo, hi)
     elif args.numeric:
