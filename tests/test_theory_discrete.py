@@ -127,7 +127,7 @@ def test_jury_stability_matches_blow_up(cfg):
 
 @given(st.floats(0.01, 10), st.floats(0.1, 10), st.floats(1e-3, 0.5))
 def test_scaling_eigenvalue_equals_scaling_lr(lam, c, eta):
-    for method in METHODS:
+    for method in LITERATURE:
         f = rate_function(method)
         assert f(np.array([c * lam]), *args(method, eta, 0.5, 0.1))[0] == pytest.approx(
             f(np.array([lam]), *args(method, c * eta, 0.5, 0.1))[0])
