@@ -13,7 +13,7 @@ from ntkode.verify import claims_accel, claims_common
 from ntkode.verify.claims import CLAIMS
 from ntkode.verify.claims_accel import (
     ACCELERATION, THEOREM_SLOPE, THRESHOLD, accel_predictions, angle_for_kappa, antisymmetric_init, crossing_step,
-    kernels, loglog_slope, pair_inputs, pair_kappa, predicted_steps, theorem_check, wedge_sigma,
+    kernels, loglog_slope, pair_inputs, transient_allowance, pair_kappa, predicted_steps, theorem_check, wedge_sigma,
 )
 from ntkode.verify.claims_declared import QHM_RATE, TRIPLE_MOMENTUM_RATE
 from ntkode.verify.cli import main
@@ -100,8 +100,8 @@ def test_pair_kappa_is_h_infinity_of_the_pair(theta):
 def test_angle_for_kappa_inverts_and_approaches_two_pi_over_kappa(kappa):
     theta = angle_for_kappa(kappa)
     assert pair_kappa(theta) == pytest.approx(kappa, rel=1e-9)
-    if kappa >= 100:
-        assert theta == pytest.approx(2 * math.pi / (kappa + 1), rel=0.1)  # lambda_0 ~ theta/(2 pi), lambda_max ~ 1
+    if kappa >= 100:  # kappa = 2 pi/theta - 1 - pi^2 + O(theta) (docs/theory.md#acceleration)
+        assert theta == pytest.approx(2 * math.pi / (kappa + 1 + math.pi ** 2), rel=0.02)
 
 
 def test_antisymmetric_init_outputs_zero_and_has_the_half_width_kernel():
@@ -161,14 +161,15 @@ def test_transient_gain_is_within_its_bound_for_every_method():
 
 
 def test_the_theorem_checks_can_fail():
-    """GD's predicted slope is many tolerances from 1/2 and the accelerated ones' from 1."""
+    """GD's predicted slope is many tolerances from 1/2 and the accelerated ones' from 1 (about 2 at the quick
+    kappa range 5..50, where NAG-SC's and triple momentum's finite-kappa slopes are still ~0.6)."""
     ks = kernels(ACCELERATION.params("quick"))
     for method, slope in THEOREM_SLOPE.items():
         predicted = [predicted_steps(ACCELERATION.params("quick"), k, method) for k in ks]
         check = theorem_check(ks, method, predicted)
         assert check.passed
         wrong = 0.5 if slope == 1.0 else 1.0
-        assert abs(check.measured - wrong) > 2 * check.tolerance.value, (method, check.measured, check.tolerance)
+        assert abs(check.measured - wrong) > 1.5 * check.tolerance.value, (method, check.measured, check.tolerance)
 
 
 def test_the_slope_checks_can_fail():
@@ -177,6 +178,15 @@ def test_the_slope_checks_can_fail():
     assert len(slopes) == 4
     for p in slopes:
         assert p.tolerance.value < 0.25 and abs(p.value - THEOREM_SLOPE[p.label.split()[0]]) < 0.15
+
+
+def test_transient_allowance_is_the_worst_least_squares_shift():
+    """Shifts of log(steps) in [0, b] move the fitted slope by at most b sum(w_j > 0); attained by a step."""
+    kappas = [5.0, 10.8, 23.2, 50.0]
+    b = math.log(1 + math.log(1 + 2 * math.log(1e6)) / math.log(1e6))
+    worst = max(abs(loglog_slope(kappas, np.exp(b * np.array(bits)))) for bits in np.ndindex(2, 2, 2, 2))
+    assert transient_allowance(kappas, "hb") == pytest.approx(worst, rel=1e-12)
+    assert transient_allowance(kappas, "gd") == 0.0
 
 
 def test_loglog_slope_is_least_squares():
