@@ -148,12 +148,13 @@ def wedge_sigma(theta: float, width: int) -> float:
 
 
 def drift_bound(theta: float, width: int) -> float:
-    """Relative move of lambda_0 during training: the lazy limit moves each one-sided neuron's w.x_1 by
-    |H^{-1} e_0|_1/sqrt(m) = LABEL_SCALE/(sqrt(2) lambda_0 sqrt(m)) (x OVERSHOOT for momentum), and a
-    fraction sqrt(pi/2)/theta per unit of it leaves the wedge at each of its two edges."""
+    """Relative move of lambda_0 during training (docs/theory.md#acceleration): the lazy limit moves a one-sided
+    neuron along x_1 (or x_2) by |(H^{-1} e_0)_i|/sqrt(m) = LABEL_SCALE/(sqrt(2) lambda_0 sqrt(m)) (x OVERSHOOT
+    for momentum's transient), towards one edge of its wedge, and a fraction sqrt(pi/2)/theta per unit of
+    that move leaves the wedge; each one that leaves lowers lambda_min by 1/(2m), i.e. by its share."""
     lam0 = 0.5 - pair_h(theta)
     move = OVERSHOOT * LABEL_SCALE / (math.sqrt(2) * lam0 * math.sqrt(width))
-    return 2 * math.sqrt(math.pi / 2) * move / theta
+    return math.sqrt(math.pi / 2) * move / theta
 
 
 def kernel_error(params: Mapping[str, Any], kernel: Kernel) -> float:
