@@ -300,10 +300,12 @@ def measure_acceleration(params: Mapping[str, Any], device: str) -> Evidence:
     References: Polyak 1964; Nesterov 1983; Lessard, Recht & Packard, SIAM J. Optim. 2016; Van Scoy,
     Freeman & Lynch, IEEE Control Systems Letters 2018; Wang, Lin & Abernethy, "A modular analysis of
     provable acceleration via Polyak's momentum: training a wide ReLU network and a deep linear
-    network", ICML 2021 (heavy ball on a wide two-layer ReLU net converges at 1 - c/sqrt(kappa), kappa
-    of H-infinity, for m polynomially large); Liu, Chen, Ren, Feng & Liu, "Provable convergence of
-    Nesterov's accelerated gradient method for over-parameterized neural networks", 2022 (the same for
-    NAG-SC, rate 1 - Theta(1/sqrt(kappa))). Both prove upper bounds with unspecified constants;
+    network", ICML 2021 (heavy ball on a wide two-layer ReLU net, only the first layer trained, squared
+    loss, converges linearly at 1 - Theta(1/sqrt(kappa)), kappa the condition number of H-infinity, once m
+    is polynomially large in n and 1/lambda_0); Liu, Pan & Tao, "Provable convergence of Nesterov's
+    accelerated gradient method for over-parameterized neural networks", 2022, arXiv:2107.01832 (the same
+    rate for NAG with constant momentum on that net, against 1 - Theta(1/kappa) for GD). Both prove upper
+    bounds with unspecified constants;
     this claim measures the exponent on finite nets and compares each count with H-infinity's.
     Measurement: for each target kappa the pair of unit inputs at the angle theta(kappa) (solved from
     kappa(theta) = (1/2 + h)/(1/2 - h), h = cos(theta)(pi - theta)/(2 pi)); labels y = 1e-3 x the
