@@ -310,8 +310,9 @@ def measure_acceleration(params: Mapping[str, Any], device: str) -> Evidence:
     Measurement: for each target kappa the pair of unit inputs at the angle theta(kappa) (solved from
     kappa(theta) = (1/2 + h)/(1/2 - h), h = cos(theta)(pi - theta)/(2 pi)); labels y = 1e-3 x the
     bottom eigenvector of H-infinity and an antisymmetric initialisation (u_0 = 0) keep the net lazy:
-    one-sided neurons, which carry lambda_0 ~ theta/(2 pi), move by ~||e_0||/(lambda_0 sqrt(m)), and
-    the wedge they live in is only ~theta wide, so ||e_0|| = 1 would need m >> (2 pi/theta^2)^2.
+    one-sided neurons, which carry lambda_0 ~ theta/(2 pi), move by ~||e_0||/(lambda_0 sqrt(m)) in a
+    wedge only ~theta wide, so lambda_0 drifts by ~pi^(3/2) ||e_0||/(theta^2 sqrt(m)): ~560/sqrt(m) at
+    kappa = 50 for ||e_0|| = 1. The counts do not depend on ||e_0|| (the recursion is linear).
     Steps = the log-interpolated step after which ||e_k|| <= 1e-6 ||e_0|| for good, seed mean of logs;
     predicted the same way from each method's recursion on H-infinity from e_0 = -y.
     Checks: (1) the prediction's own slope against the theorem's 1 or 1/2, tolerance = the tuned
