@@ -7,16 +7,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from ntkode.declaration import load_method
 from ntkode.numerics import forward, init_network, kernel_spectrum, ntk_empirical, ntk_infinite
-from ntkode.theory import iterate, optimal
+from ntkode.theory import iterate, named_tuning, optimal, spectral_radius
 from ntkode.verify import claims_accel, claims_common
 from ntkode.verify.claims import CLAIMS
 from ntkode.verify.claims_accel import (
     ACCELERATION, THEOREM_SLOPE, THRESHOLD, accel_predictions, angle_for_kappa, antisymmetric_init, crossing_step,
-    drift_bound, kernels, loglog_slope, pair_inputs, steps_tolerance, transient_allowance, pair_kappa, predicted_steps, theorem_check, wedge_sigma,
+    drift_bound, kernels, loglog_slope, pair_inputs, pair_kappa, predicted_steps, steps_tolerance, theorem_check,
+    transient_allowance, wedge_sigma,
 )
-from ntkode.declaration import load_method
-from ntkode.theory import named_tuning, spectral_radius
 from ntkode.verify.claims_common import sphere_problem
 from ntkode.verify.claims_declared import (
     QHM_RATE, TRIPLE_MOMENTUM_RATE, fitted_mode, nearly_double, qhm_rule, triple_momentum_rule,

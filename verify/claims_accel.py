@@ -305,8 +305,7 @@ def measure_acceleration(params: Mapping[str, Any], device: str) -> Evidence:
     is polynomially large in n and 1/lambda_0); Liu, Pan & Tao, "Provable convergence of Nesterov's
     accelerated gradient method for over-parameterized neural networks", 2022, arXiv:2107.01832 (the same
     rate for NAG with constant momentum on that net, against 1 - Theta(1/kappa) for GD). Both prove upper
-    bounds with unspecified constants;
-    this claim measures the exponent on finite nets and compares each count with H-infinity's.
+    bounds with unspecified constants; this claim measures the exponent on finite nets and compares each count with H-infinity's.
     Measurement: for each target kappa the pair of unit inputs at the angle theta(kappa) (solved from
     kappa(theta) = (1/2 + h)/(1/2 - h), h = cos(theta)(pi - theta)/(2 pi)); labels y = 1e-3 x the
     bottom eigenvector of H-infinity and an antisymmetric initialisation (u_0 = 0) keep the net lazy:
@@ -315,14 +314,15 @@ def measure_acceleration(params: Mapping[str, Any], device: str) -> Evidence:
     kappa = 50 for ||e_0|| = 1. The counts do not depend on ||e_0|| (the recursion is linear).
     Steps = the log-interpolated step after which ||e_k|| <= 1e-6 ||e_0|| for good, seed mean of logs;
     predicted the same way from each method's recursion on H-infinity from e_0 = -y.
-    Checks: (1) the prediction's own slope against the theorem's 1 or 1/2, tolerance = the tuned
-    rate's exact finite-kappa slope deviation + the transient allowance (`transient_allowance`);
-    (2) each log(steps) against H-infinity's, tolerance = theory's own move of log(steps) when every
-    eigenvalue moves by -+delta lambda_0, delta = 3 standard deviations of lambda_min(H(W_0)) for
-    this width and angle (binomial count of one-sided neurons, `wedge_sigma`) + the drift bound
+    Tolerance: three kinds of check. (1) The prediction's own slope against the theorem's 1 or 1/2:
+    the tuned rate's exact finite-kappa slope deviation + the transient allowance
+    (`transient_allowance`). (2) Each log(steps) against H-infinity's: theory's own move of log(steps)
+    when every eigenvalue moves by -+delta lambda_0, delta = 3 standard deviations of lambda_min(H(W_0))
+    for this width and angle (binomial count of one-sided neurons, `wedge_sigma`) + the drift bound
     (`drift_bound`), all known before training; at the accelerated methods' double roots this move is
-    ~ sqrt(delta); (3) the measured slope against the predicted slope, tolerance sum_j |w_j| tol_j.
-    GD's slope is ~0.5 from 1/2 and the accelerated ones ~0.5 from 1, several tolerances.
+    ~ sqrt(delta). (3) The measured slope against the predicted one: sum_j |w_j| tol_j. At the quick
+    setting the slope checks put GD ~18 tolerances from 1/2 and the accelerated methods 4-9 from 1;
+    the theorem checks put NAG-SC and triple momentum (finite-kappa slopes ~0.6) about 2 from 1.
     Sensitivity: a spectrum 10% too small or large moves GD's counts by ~10%, beyond their tolerance;
     a slope is scale-invariant to first order (every count moves by the same factor), so the slope
     checks are declared blind to scale and the counts carry that check. A spectrum 10% too large

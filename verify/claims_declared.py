@@ -47,7 +47,8 @@ def stable_hyper(method: Method, rule: HyperRule, prob: Problem) -> dict:
     if not theory.stable:
         raise NtkodeError(
             f"the setting {hyper} makes {method.name} diverge on H-infinity's spectrum [{prob.lam0:.4g}, "
-            f"{prob.lam_max:.4g}] (spectral radius {theory.rate:.4g} >= 1); a linear-rate claim needs a converging hyper",
+            f"{prob.lam_max:.4g}] (spectral radius {theory.rate:.4g} >= 1); a linear-rate claim needs a "
+            "converging hyper",
             param="hyper")
     return hyper
 
@@ -215,5 +216,5 @@ on H-infinity's spectrum are NtkodeErrors, raised here, before anything runs."""
         setting = "tuned on H-infinity's [lambda_0, lambda_max] (optimal)"
     stable_hyper(m, rule, sphere_problem(PROBLEM_QUICK))  # bad input is refused before anything runs
     extra = {"method": m.name, "fingerprint": m.fingerprint, "hyper": dict(given)}
-    return declared_rate_claim(m, rule, f"{m.name}-declared-rate", setting, "linear convergence at rho (the declaration's "
-                               "own polynomial; no literature guarantee is assumed)", _defaults(extra, extra))
+    guarantee = "linear convergence at rho (the declaration's own polynomial; no literature guarantee is assumed)"
+    return declared_rate_claim(m, rule, f"{m.name}-declared-rate", setting, guarantee, _defaults(extra, extra))
