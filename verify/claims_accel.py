@@ -46,7 +46,7 @@ def pair_kappa(theta: float) -> float:
 def angle_for_kappa(kappa: float) -> float:
     """The angle theta in (0, pi/2) with pair_kappa(theta) = kappa (kappa decreases from inf to 1 there)."""
     if not (math.isfinite(kappa) and 1.0 < kappa < 1e8):
-        raise NtkodeError(f"target kappa must lie in (1, 1e8); got {kappa!r}", param="kappas")
+        raise NtkodeError(f"target kappa must lie in (1, 1e8); got {kappa!r}")
     return brentq(lambda t: pair_kappa(t) - kappa, 1e-12, math.pi / 2, xtol=1e-15, rtol=1e-13)
 
 
@@ -115,7 +115,7 @@ def make_kernel(target: float) -> Kernel:
 
 
 def kernels(params: Mapping[str, Any]) -> list[Kernel]:
-    """One Kernel per target in params["kappas"] (geometric from kappa_min to kappa_max)."""
+    """One Kernel per target kappa: params["kernels"] of them, geometric from kappa_min to kappa_max."""
     return [make_kernel(float(k)) for k in np.geomspace(params["kappa_min"], params["kappa_max"], params["kernels"])]
 
 
@@ -225,8 +225,9 @@ def theorem_check(kernels_: Sequence[Kernel], method: str, predicted: Sequence[f
 
 def accel_predictions(params: Mapping[str, Any], scale: float = 1.0) -> list[Prediction]:
     """Per method: log(steps) on each kernel's H-inf x scale, then the slope over the kernels; hyper-parameters
-    tuned on the unscaled H-inf. A slope is nearly scale-invariant (blind to 0.9 and 1.1, declared); the
-    step counts carry the sensitivity."""
+    tuned on the unscaled H-inf. Each prediction's blind spots among the scales 0.9 and 1.1 are computed
+    (`blind_scales`, `_slope_blind`): a slope is scale-invariant to first order, so the counts carry the
+    sensitivity."""
     ks = kernels(params)
     kappas = [k.kappa for k in ks]
     weights = np.abs(slope_weights(kappas))
