@@ -19,7 +19,7 @@ from ntkode.verify.claims_accel import (
 )
 from ntkode.verify.claims_common import sphere_problem
 from ntkode.verify.claims_declared import (
-    QHM_RATE, TRIPLE_MOMENTUM_RATE, fitted_mode, nearly_double, qhm_rule, triple_momentum_rule,
+    QHM_RATE, TRIPLE_MOMENTUM_RATE, claim_steps, fitted_mode, nearly_double, qhm_rule, triple_momentum_rule,
 )
 from ntkode.verify.cli import main
 
@@ -263,6 +263,19 @@ def test_the_fitted_mode_is_the_smallest_eigenvalue_attaining_rho():
     theory = spectral_radius("triple-momentum", prob.lam, **triple_momentum_rule(prob))
     assert theory.radius[-1] == pytest.approx(theory.rate, rel=1e-9)
     assert fitted_mode(theory) == 0
+
+
+@pytest.mark.parametrize("rule", [qhm_rule, triple_momentum_rule])
+def test_the_run_lasts_until_the_slowest_mode_nears_round_off(rule):
+    """claim_steps: long enough for the fitted mode to fall by ~1e-12 on H-inf's recursion, not twice as long."""
+    prob = sphere_problem(claims_common.PROBLEM_QUICK)
+    method = load_method("qhm" if rule is qhm_rule else "triple-momentum")
+    hyper = rule(prob)
+    steps = claim_steps(method, hyper, prob, QHM_RATE.params("quick"))
+    mode = fitted_mode(spectral_radius(method, prob.lam, **hyper))
+    E, _ = iterate(method, np.diag(prob.lam), -prob.vecs.T @ prob.y, steps, **hyper)
+    decay = np.abs(E[:, mode]) / abs(E[0, mode])
+    assert decay[-1] < 1e-11 and decay[steps // 2] > 1e-9
 
 
 MY_GD = """
