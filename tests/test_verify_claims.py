@@ -12,6 +12,7 @@ ISSUE_CLAIMS = [
     "gd-linear", "hb-linear", "hb-optimal-damping", "nag-sublinear-ode", "nag-discrete-linear",
     "nag-sc-linear", "mom2-rate", "width-convergence", "lazy-training", "du-width",
     "implicit-bias",
+    "acceleration", "qhm-rate", "triple-momentum-rate",
 ]
 SECTIONS = ("Theorem:", "Algorithm:", "Theoretical guarantee:", "References:", "Measurement:", "Tolerance:")
 

@@ -15,10 +15,13 @@ from .claims_du import DU_WIDTH
 from .claims_linear import GD_LINEAR, HB_LINEAR, MOM2_RATE, NAG_SC_LINEAR
 from .claims_nesterov import NAG_DISCRETE_LINEAR, NAG_SUBLINEAR_ODE
 from .claims_width import LAZY_TRAINING, WIDTH_CONVERGENCE
+from .claims_accel import ACCELERATION
+from .claims_declared import QHM_RATE, TRIPLE_MOMENTUM_RATE
 
 CLAIMS: dict[str, Claim] = {
     claim.name: claim
     for claim in (GD_LINEAR, HB_LINEAR, HB_OPTIMAL_DAMPING, NAG_SUBLINEAR_ODE, NAG_DISCRETE_LINEAR, NAG_SC_LINEAR,
                   MOM2_RATE, WIDTH_CONVERGENCE, LAZY_TRAINING, DU_WIDTH,
-                  IMPLICIT_BIAS)
+                  IMPLICIT_BIAS,
+                  ACCELERATION, QHM_RATE, TRIPLE_MOMENTUM_RATE)
 }

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
@@ -25,7 +25,7 @@ from ntkode import __version__
 from ntkode.errors import NtkodeError
 from ntkode.numerics.backend import device_name, get_xp
 
-from .claim import SETTINGS, Check, Evidence, Figure, Outcome, Tolerance
+from .claim import SETTINGS, Check, Claim, Evidence, Figure, Outcome, Tolerance
 from .claims import CLAIMS
 from .report import REPORT_FILES, draw_figure, format_table, write_report
 
@@ -60,12 +60,19 @@ class Report:
         return [o.to_json() for o in self.outcomes]
 
 
-def resolve_claims(claims: str | Sequence[str] | None) -> list[str]:
-    """Claim names from None (all), "a,b" or a list; NtkodeError naming unknown ones."""
+def claim_registry(claims: str | Sequence[str | Claim] | None) -> dict[str, Claim]:
+    """CLAIMS plus the Claim objects given in `claims` (e.g. a user's `ntkode verify --method` claim)."""
+    given = [] if claims is None or isinstance(claims, str) else [c for c in claims if isinstance(c, Claim)]
+    return {**CLAIMS, **{c.name: c for c in given}}
+
+
+def resolve_claims(claims: str | Sequence[str | Claim] | None, registry: Mapping[str, Claim] = CLAIMS) -> list[str]:
+    """Claim names from None (all of CLAIMS), "a,b" or a list of names and Claims; NtkodeError naming unknown ones."""
     if claims is None:
         return list(CLAIMS)
-    names = [c.strip() for c in (claims.split(",") if isinstance(claims, str) else claims) if c.strip()]
-    unknown = [c for c in names if c not in CLAIMS]
+    items = claims.split(",") if isinstance(claims, str) else [c.name if isinstance(c, Claim) else c for c in claims]
+    names = [c.strip() for c in items if c.strip()]
+    unknown = [c for c in names if c not in registry]
     if unknown or not names:
         raise NtkodeError(f"unknown claim(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CLAIMS)}")
     return list(dict.fromkeys(names))
@@ -95,10 +102,11 @@ def prepare_out(out: str | Path, names: Sequence[str] = ()) -> Path:
     return path
 
 
-def input_key(name: str, setting: str, params: dict[str, Any], device: str) -> str:
+def input_key(name: str, setting: str, params: dict[str, Any], device: str,
+              registry: Mapping[str, Claim] = CLAIMS) -> str:
     """sha256 of everything that determines a claim's numbers: its name, statement, setting,
     parameters, device and the ntkode version (a resumed claim must match all of them)."""
-    payload = {"name": name, "statement": CLAIMS[name].statement, "setting": setting, "params": params,
+    payload = {"name": name, "statement": registry[name].statement, "setting": setting, "params": params,
                "device": device, "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
@@ -133,9 +141,9 @@ def resumable(out: Path, names: list[str], keys: dict[str, str]) -> dict[str, Ou
         return {}
 
 
-def _failed(name: str, setting: str, err: NtkodeError, seconds: float) -> Outcome:
+def _failed(claim: Claim, setting: str, err: NtkodeError, seconds: float) -> Outcome:
     """A claim whose measurement could not be made (e.g. a fit with no points): failed, with the reason."""
-    claim = CLAIMS[name]
+    name = claim.name
     figure = Figure(f"{name}: no measurement", "step", "error", [])
     evidence = Evidence([], figure, [f"measurement failed: {err}"])
     return Outcome(name, claim.statement, setting, claim.params(setting), evidence, seconds)
@@ -149,28 +157,30 @@ def _remove_stale_figures(out: Path, keep: set[str]) -> None:
 
 
 def run(
-    claims: str | Sequence[str] | None = None,
+    claims: str | Sequence[str | Claim] | None = None,
     setting: str = "quick",
     device: str = "auto",
     out: str | Path | None = None,
     progress: bool = True,
     resume: bool = False,
 ) -> Report:
-    """Run `claims` (default all nine) at `setting` ("quick" or "full") on `device`.
+    """Run `claims` (default all of CLAIMS; names, or Claim objects such as `claims_declared.user_claim`)
+    at `setting` ("quick" or "full") on `device`.
 
     With `out`, DIR/report.json, DIR/report.md and DIR/<claim>.png are rewritten after
     every claim, so an interrupted run keeps the claims already finished, marked incomplete.
     With `resume`, claims finished in DIR's report with the same inputs and version are kept.
     BLAS runs single-threaded meanwhile (`CLAIM_BLAS_THREADS`).
     """
-    names = resolve_claims(claims)
+    registry = claim_registry(claims)
+    names = resolve_claims(claims, registry)
     if setting not in SETTINGS:
         raise NtkodeError(f"setting must be one of {', '.join(SETTINGS)}; got {setting!r}")
     if resume and out is None:
         raise NtkodeError("resume needs out, the directory of the earlier report", param="resume")
     out_dir = prepare_out(out, names) if out is not None else None
     device_used = device_name(get_xp(device))
-    keys = {name: input_key(name, setting, CLAIMS[name].params(setting), device_used) for name in names}
+    keys = {name: input_key(name, setting, registry[name].params(setting), device_used, registry) for name in names}
     done = resumable(out_dir, names, keys) if resume else {}
     meta = {"ntkode_version": __version__, "setting": setting, "device": device_used,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "claims_requested": names,
@@ -193,7 +203,7 @@ def run(
         with threadpool_limits(limits=CLAIM_BLAS_THREADS, user_api="blas"):
             for name in bar:
                 bar.set_description(name)
-                outcomes[name] = _measure(name, setting, device)
+                outcomes[name] = _measure(registry[name], setting, device)
                 if out_dir is not None:
                     draw_figure(outcomes[name].evidence.figure, out_dir / f"{name}.png")
                 save("running")
@@ -210,10 +220,10 @@ def run(
                   list(done))
 
 
-def _measure(name: str, setting: str, device: str) -> Outcome:
+def _measure(claim: Claim, setting: str, device: str) -> Outcome:
     """Run one claim; an NtkodeError from its measurement becomes a failed Outcome with the reason."""
     claim_start = time.perf_counter()
     try:
-        return CLAIMS[name].run(setting, device)
+        return claim.run(setting, device)
     except NtkodeError as err:
-        return _failed(name, setting, err, time.perf_counter() - claim_start)
+        return _failed(claim, setting, err, time.perf_counter() - claim_start)

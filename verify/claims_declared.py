@@ -1,0 +1,220 @@
+"""A linear-rate claim for any declared method: qhm-rate, triple-momentum-rate and `ntkode verify --method`.
+
+The measured per-step rate of a wide net (seed-mean slope of log|u_i^T e_k| along the eigenvector of
+H-infinity attaining the spectral radius, `claims_common`) against the declaration's spectral radius on
+H-infinity and on each seed's H(W_0) (docs/theory.md#verification).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ntkode.declaration import Method, load_method
+from ntkode.errors import NtkodeError
+from ntkode.theory import RateResult, named_tuning, optimal, spectral_radius
+
+from .claim import Claim, Evidence, Figure, Prediction, Tolerance
+from .claims_common import (
+    PROBLEM_QUICK, Problem, checks_from, diagnostic_note, diagnostics, error_curves, initial_spectra,
+    kernel_error_tolerance, mean_and_stderr, run_simulation, seed_fits, sensitivity_note,
+    sphere_problem, width_tolerance,
+)
+
+#: hyper-parameters (declared names) from the claim's problem, known before training
+HyperRule = Callable[[Problem], dict]
+#: allowance for fitting rho with a free k^q prefactor (as nag-sc-linear)
+POWER_FIT = 0.02
+#: the simulation runs until the slowest mode has fallen by about e^-DECAY (then round-off takes over)
+DECAY = 28.0
+
+
+def _log_rate(method: Method, lam: np.ndarray, hyper: Mapping[str, float]) -> float:
+    return math.log(spectral_radius(method, lam, **hyper).rate)
+
+
+def fitted_mode(theory: RateResult) -> int:
+    """The smallest eigenvalue's index among those attaining rho (to 1e-9): where the labels put the error
+    (`slowest_mode` takes the last of tied ends, e.g. triple momentum's -rho at lam_max)."""
+    return int(np.flatnonzero(theory.radius >= theory.rate * (1 - 1e-9))[0])
+
+
+def stable_hyper(method: Method, rule: HyperRule, prob: Problem) -> dict:
+    """`rule(prob)`, refused (NtkodeError, param "hyper") unless the method converges on H-inf's spectrum."""
+    hyper = rule(prob)
+    theory = spectral_radius(method, prob.lam, **hyper)
+    if not theory.stable:
+        raise NtkodeError(
+            f"the setting {hyper} makes {method.name} diverge on H-infinity's spectrum [{prob.lam0:.4g}, "
+            f"{prob.lam_max:.4g}] (spectral radius {theory.rate:.4g} >= 1); a linear-rate claim needs a "
+            "converging hyper",
+            param="hyper")
+    return hyper
+
+
+def claim_steps(method: Method, hyper: Mapping[str, float], prob: Problem, params: Mapping[str, Any]) -> int:
+    """Steps for the slowest mode to fall by e^-DECAY at theory's rate, at most params["max_steps"]."""
+    rate = spectral_radius(method, prob.lam, **hyper).rate
+    return int(min(params["max_steps"], max(40, math.ceil(DECAY / -math.log(rate)))))
+
+
+def nearly_double(method: Method, hyper: Mapping[str, float], prob: Problem, steps: int) -> bool:
+    """Whether the two largest roots at the eigenvalue attaining rho are too close to separate over the run:
+    the second one's share (r2/r1)^k must fall by e^-10 within `steps`, i.e. |r1 - r2| steps >= 10 |r1|
+    (docs/theory.md#verification, double roots); else e_k ~ k^q rho^k and the fit needs the k^q prefactor."""
+    theory = spectral_radius(method, prob.lam, **hyper)
+    roots = np.asarray(theory.roots)[fitted_mode(theory)]
+    if roots.size < 2:
+        return False
+    r1, r2 = sorted(roots, key=abs, reverse=True)[:2]
+    return abs(r1 - r2) * steps < 10 * abs(r1)
+
+
+def rate_tolerances(method: Method, hyper: Mapping[str, float], prob: Problem, params: Mapping[str, Any],
+                    lam_emp: np.ndarray) -> tuple[Tolerance, Tolerance, bool]:
+    """(tolerance against H-inf, against H(W_0), whether to fit a k^q prefactor), all before training.
+
+    Each relative tolerance on log(rho) is the larger of the existing linear claims' two: 2 sqrt(n/m)
+    (`width_tolerance`, hb-linear) and theory's own move of log(rho) for the diagnosed kernel error
+    (`kernel_error_tolerance`, nag-sc-linear; `lazy_diagnostic`, Weyl): H-inf absorbs the
+    lambda_min(H(W_0)) fluctuation and the drift bound, H(W_0) the drift bound. At a nearly double root
+    (`nearly_double`) rho is fitted with a free k^q prefactor and POWER_FIT is added.
+    """
+    power = nearly_double(method, hyper, prob, claim_steps(method, hyper, prob, params))
+    extra, why = (POWER_FIT, f"plus {POWER_FIT} for the k^q fit of a nearly double root") if power else (0.0, "")
+    width = width_tolerance(prob.n, params["width"], extra, why)
+    diags = diagnostics(prob, params["width"], params["seeds"])
+    inf = kernel_error_tolerance(method, prob.lam, hyper, max(d.rate_error for d in diags), extra,
+                                 "lambda_min(H(W_0)) fluctuation + drift bound" + (f"; {why}" if why else ""))
+    drift = max(d.drift for d in diags)
+    emp = max((kernel_error_tolerance(method, lam, hyper, drift, extra, "drift bound" + (f"; {why}" if why else ""))
+               for lam in lam_emp), key=lambda t: t.value)
+    return max(width, inf, key=lambda t: t.value), max(width, emp, key=lambda t: t.value), power
+
+
+def declared_predictions(method: Method, rule: HyperRule, params: Mapping[str, Any], scale: float = 1.0,
+                         lam_emp: np.ndarray | None = None) -> list[Prediction]:
+    """log(rho) on H-inf and on H(W_0) (seed mean), both x scale, hyper-parameters from the unscaled problem."""
+    prob = sphere_problem(params)
+    hyper = stable_hyper(method, rule, prob)
+    lam_emp = initial_spectra(prob, params["width"], params["seeds"]) if lam_emp is None else lam_emp
+    tol_inf, tol_emp, _ = rate_tolerances(method, hyper, prob, params, lam_emp)
+    emp = float(np.mean([_log_rate(method, scale * lam, hyper) for lam in lam_emp]))
+    return [Prediction("H-inf", "log rate per step", _log_rate(method, scale * prob.lam, hyper), tol_inf),
+            Prediction("H(W0)", "log rate per step", emp, tol_emp)]
+
+
+GENERIC_DOC = """{title} converges at the spectral radius of its declared recursion.
+
+    Theorem: in the NTK regime the error follows the declaration's linear recursion on the kernel
+    (docs/theory.md#state-space); per eigenvalue lam its characteristic polynomial det(zI - T(lam))
+    has roots whose largest modulus over the spectrum, rho, is the per-step rate.
+    Algorithm: the declaration {name} ({source}): {step}
+    Theoretical guarantee: {guarantee}
+    References: {reference}; Lessard, Recht & Packard 2016 (the state-space view).
+    Measurement: {setting} on n points of the sphere, labels = H-infinity's bottom eigenvector;
+    seed-mean envelope slope of log|u_i^T e_k| along the mode i attaining rho, over enough steps for
+    that mode to fall by e^-28 (at most max_steps).
+    Tolerance: relative on log(rho), the larger of 2 sqrt(n/m) (finite width, as hb-linear) and theory's
+    own move of log(rho) for the kernel error the lazy diagnostic predicts before training (as
+    nag-sc-linear; square-root sensitivity at a double root); at a nearly double root rho is fitted
+    with a free k^q prefactor and 0.02 is added (`rate_tolerances`).
+    Sensitivity: the note gives how far each prediction moves, in tolerances, for the spectrum x0.9/x1.1.
+    """
+
+
+def _measure(method: Method, rule: HyperRule) -> Callable[[Mapping[str, Any], str], Evidence]:
+    def measure(params: Mapping[str, Any], device: str) -> Evidence:
+        prob = sphere_problem(params)
+        hyper = stable_hyper(method, rule, prob)
+        steps = claim_steps(method, hyper, prob, params)
+        sim = run_simulation(method, prob, params, [hyper], steps, device, movement=False)
+        theory = spectral_radius(method, prob.lam, **hyper)
+        mode = fitted_mode(theory)
+        _, _, power = rate_tolerances(method, hyper, prob, params, sim.lam_emp[0])
+        fits = seed_fits(sim, 0, mode, envelope=True, power=power)
+        measured = mean_and_stderr([f.value for f in fits], fits[0].stderr)
+        predictions = declared_predictions(method, rule, params, 1.0, sim.lam_emp[0])
+        checks = checks_from(predictions, [measured, measured])
+        curves = error_curves(method.name, sim.projections[0, 0, 0, :, mode], fits[0], theory.rate)
+        figure = Figure(f"{method.name}: slowest eigen-direction (seed 0)", "step k", "|u_i^T e_k|", curves)
+        notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf); hyper "
+                 + ", ".join(f"{k} = {v:.4g}" for k, v in hyper.items()) + f"; {steps} steps"
+                 + ("; k^q prefactor fitted" if power else ""),
+                 sensitivity_note(lambda p, s: declared_predictions(method, rule, p, s, sim.lam_emp[0]), params),
+                 diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
+        return Evidence(checks, figure, notes)
+
+    return measure
+
+
+def declared_rate_claim(method: Any, rule: HyperRule, name: str, setting: str, guarantee: str,
+                        defaults: Mapping[str, Mapping[str, Any]], statement: str | None = None) -> Claim:
+    """The generic linear-rate Claim for `method` (a built-in name, .toml path or Method) at `rule`'s setting."""
+    m = load_method(method)
+    measure = _measure(m, rule)
+    measure.__doc__ = GENERIC_DOC.format(title=m.title or m.name, name=m.name, source=m.source, step="; ".join(m.step),
+                                         guarantee=guarantee, reference=m.reference or "(none declared)",
+                                         setting=setting)
+    return Claim(
+        name,
+        statement or f"{m.title or m.name} converges at the spectral radius of its declared recursion ({setting}).",
+        measure,
+        predict=lambda params, scale=1.0: declared_predictions(m, rule, params, scale),
+        defaults=defaults,
+    )
+
+
+def _defaults(quick: Mapping[str, Any] = (), full: Mapping[str, Any] = ()) -> dict[str, dict[str, Any]]:
+    return {"quick": {**PROBLEM_QUICK, "width": 65536, "seeds": 3, "max_steps": 2000, **dict(quick)},
+            "full": {**PROBLEM_QUICK, "width": 262144, "seeds": 8, "max_steps": 4000, **dict(full)}}
+
+
+def qhm_rule(prob: Problem) -> dict:
+    """QHM at alpha = 1/lam_max, beta = 0.3, nu = 0.7: a real dominant root at lam_0, so rho moves with the kernel
+    (with complex roots |z|^2 = beta (1 - alpha lam (1 - nu)) barely would)."""
+    return {"alpha": 1.0 / prob.lam_max, "beta": 0.3, "nu": 0.7}
+
+
+def triple_momentum_rule(prob: Problem) -> dict:
+    """Triple momentum's standard tuning on H-inf's [lam_0, lam_max] (the declaration's [tuning.standard])."""
+    return named_tuning("triple-momentum", "standard", prob.lam0, prob.lam_max)["hyper"]
+
+
+QHM_RATE = declared_rate_claim(
+    "qhm", qhm_rule, "qhm-rate", "alpha = 1/lambda_max, beta = 0.3, nu = 0.7",
+    "linear convergence at rho (tight for the linearised dynamics); at nu = 1 QHM is heavy ball with step "
+    "alpha(1 - beta) and momentum beta (Ma & Yarats 2019).",
+    _defaults(),
+    "Quasi-hyperbolic momentum (nu = 0.7) converges at the spectral radius of its declared recursion.")
+
+TRIPLE_MOMENTUM_RATE = declared_rate_claim(
+    "triple-momentum", triple_momentum_rule, "triple-momentum-rate", "standard tuning on H-infinity",
+    "rho = 1 - 1/sqrt(kappa) at the standard tuning (Van Scoy, Freeman & Lynch 2018), the fastest rate "
+    "certifiable for all smooth strongly convex functions; on quadratics it is attained at lam_0 by a simple root.",
+    _defaults(),
+    "Triple momentum at its standard tuning converges at its predicted rate 1 - 1/sqrt(kappa).")
+
+
+def user_claim(path: str, hyper: Mapping[str, float] | None = None) -> Claim:
+    """`ntkode verify --method FILE.toml [--hyper ...]`: the generic claim for a user's declaration. Without
+    hyper-parameters the declaration is tuned on H-infinity's [lam_0, lam_max] (`optimal`: its [optimum] or
+    the numeric tuner). Unknown names, missing ones, values outside their domains and a setting that diverges
+on H-infinity's spectrum are NtkodeErrors, raised here, before anything runs."""
+    m = load_method(path)
+    given = dict(hyper or {})
+    if given:
+        values = m.scalar_hyper(given)
+
+        def rule(prob: Problem) -> dict:
+            return dict(values)
+        setting = ", ".join(f"{k} = {v:g}" for k, v in values.items())
+    else:
+        def rule(prob: Problem) -> dict:
+            return dict(optimal(m, prob.lam0, prob.lam_max)["hyper"])
+        setting = "tuned on H-infinity's [lambda_0, lambda_max] (optimal)"
+    stable_hyper(m, rule, sphere_problem(PROBLEM_QUICK))  # bad input is refused before anything runs
+    extra = {"method": m.name, "fingerprint": m.fingerprint, "hyper": dict(given)}
+    guarantee = "linear convergence at rho (the declaration's own polynomial; no literature guarantee is assumed)"
+    return declared_rate_claim(m, rule, f"{m.name}-declared-rate", setting, guarantee, _defaults(extra, extra))
