@@ -75,19 +75,18 @@ def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
                                 f"the discrete factor's part {abs(theory + r / 2):.3g} of the slope")
             checks.append(Check(f"r={r:g}, eta lam0={eta_lam0:g}", "raw envelope slope d log|e|/d log t", theory,
                                 slope, err, per_eta))
-            if i == len(params["rs"]) - 1:
-                curves.append(Curve(f"r={r:g}, eta lam_0={eta_lam0:g} (seed 0)", t[1:].tolist(),
-                                    np.abs(rows[0, 1:] / rows[0, 0]).tolist()))
+            curves.append(Curve(f"r={r:g}, eta lam_0={eta_lam0:g} (seed 0)", t[1:].tolist(),
+                                np.abs(rows[0, 1:] / rows[0, 0]).tolist(), group=f"r={r:g}"))
     limit = Tolerance("abs", 0.1, "three-point extrapolation to eta = 0 about doubles the per-point 0.05")
     for i, r in enumerate(params["rs"]):
         slope_b, intercept = np.polyfit(roots, measured[i], 1)
         checks.append(Check(f"r={r:g}, limit eta->0", "intercept of slope vs sqrt(eta lam_0)",
                             -ode_rate("nag", prob.lam, r=r).order, float(intercept), 0.0, limit))
-    r_last = params["rs"][-1]
     t_fine = np.geomspace(t_window[0] / 3, t_window[1], 200)
-    curves.append(Curve(f"r={r_last:g}: ODE envelope ~ t^(-{r_last / 2:g})", t_fine.tolist(),
-                        nag_envelope(t_fine, prob.lam0, r_last).tolist(), "predicted"))
-    figure = Figure("nag-sublinear-ode: raw slowest eigen-direction at three step sizes", "t = k sqrt(eta)",
+    curves += [Curve(f"r={r:g}: ODE envelope ~ t^(-{r / 2:g})", t_fine.tolist(),
+                     nag_envelope(t_fine, prob.lam0, r).tolist(), "predicted", group=f"r={r:g}") for r in params["rs"]]
+    figure = Figure("nag-sublinear-ode: raw slowest eigen-direction, every r (colour) at three step sizes "
+                    "(solid, dash-dot, dotted)", "t = k sqrt(eta)",
                     "|u_0^T e_k| / |u_0^T e_0|", curves, xscale="log")
     notes = [f"fit window t in [{t_window[0]:.3g}, {t_window[1]:.3g}] for every eta; measured raw slopes "
              f"(rows r = {list(params['rs'])}, columns eta lam_0 = {list(params['eta_lam0s'])}): "
