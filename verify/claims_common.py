@@ -16,13 +16,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ntkode.errors import NtkodeError
 from ntkode.numerics import (
     LazyDiagnostic, SimulationResult, init_network, lazy_diagnostic, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data,
 )
 from ntkode.theory import RateResult, spectral_radius
 
 from .claim import Check, Curve, Prediction, Predict, Tolerance
-from .fit import Fit, fit_linear_rate
+from .fit import REL_FLOOR, Fit, fit_linear_rate
 
 #: parameters every simulated claim takes
 PROBLEM_QUICK = {"n": 10, "d": 10, "data_seed": 0}
@@ -177,3 +178,19 @@ def kernel_error_tolerance(method: str, lam: np.ndarray, hyper: Mapping[str, flo
                for sign in (-1.0, 1.0))
     reason = f"log(rho) moves by {move:.3g} for a kernel error {delta:.3g} lambda_min"
     return Tolerance("rel", round(move + extra, 4), reason + (f"; {why}" if why else ""))
+
+
+def roundoff_step(rate: float, power: float = 0.0, floor: float = REL_FLOOR, cap: int = 10**6) -> int:
+    """The first step k >= 1 at which the linearised error k^power rate^k, relative to e_0, falls to
+    `floor` (default the fits' round-off floor `fit.REL_FLOOR`), known before training.
+
+    Kernels and weight movements are read there, not at the last step: once ||e|| nears round-off
+    (~1e-13 absolute) sub-1e-15 weight updates flip preactivations that sit next to zero and the
+    kernel read afterwards depends on the arithmetic's order, not on training. Up to this step the
+    remaining movement is the floor's fraction of the total (eta sum_j ||e_j|| is geometric).
+    """
+    if not 0.0 < rate < 1.0:
+        raise NtkodeError(f"rate must lie in (0, 1); got {rate}", param="rate")
+    k = np.arange(1, cap + 1, dtype=float)
+    below = np.flatnonzero(power * np.log(k) + k * math.log(rate) <= math.log(floor))
+    return int(k[below[0]]) if below.size else cap
