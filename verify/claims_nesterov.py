@@ -57,7 +57,7 @@ def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
     roots = np.sqrt(np.asarray(params["eta_lam0s"], dtype=float))
     measured = np.empty((len(params["rs"]), roots.size))
     checks, curves = [], []
-    delta = max(d.rate_error for d in diagnostics(prob, params["width"], params["seeds"]))
+    delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
     for j, eta_lam0 in enumerate(params["eta_lam0s"]):
         eta = eta_lam0 / prob.lam0
         steps = int(math.ceil(1.05 * params["x_window"][1] / math.sqrt(eta_lam0)))
@@ -134,7 +134,7 @@ def trajectory_tolerance(prob, params, model_error: float) -> Tolerance:
     delta (r/2 + k eta lam/2) when lam moves by delta lam (largest at the window's last step)."""
     eta = params["eta_lam0"] / prob.lam0
     k_end = params["x_end"] / math.sqrt(params["eta_lam0"])
-    delta = max(d.rate_error for d in diagnostics(prob, params["width"], params["seeds"]))
+    delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
     width_part = delta * (params["traj_r"] / 2 + k_end * eta * prob.lam0 / 2)
     return Tolerance("abs", round(model_error + width_part, 4),
                      f"model error {model_error:.2g} (exact scalar recursion vs shifted Bessel prediction) + kernel "
