@@ -11,7 +11,7 @@ from ntkode.verify.claims import CLAIMS
 ISSUE_CLAIMS = [
     "gd-linear", "hb-linear", "hb-optimal-damping", "nag-sublinear-ode", "nag-discrete-linear",
     "nag-sc-linear", "mom2-rate", "width-convergence", "lazy-training", "du-width",
-    "implicit-bias",
+    "implicit-bias", "pl-star",
 ]
 SECTIONS = ("Theorem:", "Algorithm:", "Theoretical guarantee:", "References:", "Measurement:", "Tolerance:")
 

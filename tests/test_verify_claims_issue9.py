@@ -1,6 +1,7 @@
 """Issue 9 leftovers: kernels read before round-off, the second data set, the pl-star certificate."""
 import math
 
+import numpy as np
 import pytest
 
 from ntkode.errors import NtkodeError
@@ -26,3 +27,72 @@ def test_lazy_training_reads_drift_where_theory_reaches_1e_10():
     T = lazy_read_step(prob, params)
     assert rho ** T <= 1e-10 < rho ** (T - 1)
     assert T < params["steps"]
+
+
+# --- pl-star -------------------------------------------------------------------------------------------
+
+def _toy_net(m=64, n=3, d=3, seed=0):
+    from ntkode.numerics import init_network, sphere_data
+
+    X, _ = sphere_data(n, d, seed)
+    W, a = init_network(m, d, seed)
+    return X, W, a
+
+
+def test_flip_bound_by_hand():
+    """Two neurons, two orthogonal points: z = [[0.5, -0.05], [2.0, 0.3]], R = 0.1. Neuron 0: x_0 surely active,
+    x_1 reachable (-0.05 >= -R) and not sure: pairs (0,1), (1,1) can change, (0,0) cannot. Neuron 1: both surely
+    active, nothing changes. C = [[0, 1], [1, 1]] / 2 entrywise with |G| = I: B = diag(0, 1/2), norm 1/2."""
+    from ntkode.verify.claims_plstar import flip_bound
+
+    Z = np.array([[0.5, -0.05], [2.0, 0.3]])
+    assert flip_bound(Z, np.eye(2), 0.1) == pytest.approx(0.5)
+    assert flip_bound(Z, np.eye(2), 0.01) == pytest.approx(0.0)
+    assert flip_bound(Z, np.eye(2), 0.6) == pytest.approx(1.0)
+
+
+def test_flip_bound_dominates_every_move_inside_the_ball():
+    """Random and targeted moves (each neuron pushed by R across its nearest boundary) never change the kernel
+    by more than flip_bound(R) in spectral norm."""
+    from ntkode.numerics import ntk_empirical
+    from ntkode.verify.claims_plstar import flip_bound
+
+    X, W, a = _toy_net()
+    H0 = ntk_empirical(W, a, X)
+    rng = np.random.default_rng(5)
+    for R in (0.05, 0.2, 0.8):
+        bound = flip_bound(W @ X.T, X @ X.T, R)
+        nearest = np.argmin(np.abs(W @ X.T), axis=1)
+        targeted = -R * np.sign((W @ X.T)[np.arange(len(W)), nearest])[:, None] * X[nearest] * 1.0001
+        moves = [targeted * (1 - 1e-3)] + [rng.standard_normal(W.shape) for _ in range(40)]
+        for dW in moves:
+            dW = dW * np.minimum(1.0, R / np.linalg.norm(dW, axis=1))[:, None]
+            assert np.linalg.norm(ntk_empirical(W + dW, a, X) - H0, 2) <= bound + 1e-12
+        assert bound > 0
+
+
+def test_trajectory_radius_formula():
+    from ntkode.verify.claims_plstar import trajectory_radius
+
+    assert trajectory_radius(2.0, 1.5, 400, 0.3) == pytest.approx(2 * 2.0 * 1.5 / (20 * 0.3))
+
+
+def test_pl_star_at_toy_size_certifies_and_passes():
+    """n = 2, d = 2, m = 16384: the certificate is self-consistent (lambda_min(H(W_0)) - flip(R(mu)) >= mu > 0),
+    GD obeys it at every step, stays in the ball, and runs at the NTK rate."""
+    from ntkode.verify.claims_plstar import certificates
+
+    claim = CLAIMS["pl-star"]
+    params = claim.params("quick", n=2, d=2, width=16384, seeds=1)
+    cert, = certificates(params)
+    assert 0 < cert.mu <= cert.lam_min0 - cert.flip + 1e-15
+    outcome = claim.run("quick", device="cpu", n=2, d=2, width=16384, seeds=1)
+    assert outcome.passed, [(c.label, c.predicted, c.measured) for c in outcome.checks]
+    bound, ball, ntk = outcome.checks
+    assert bound.measured < bound.predicted < 0 and ball.measured < ball.predicted
+
+
+def test_pl_star_refuses_a_vacuous_certificate():
+    """n = 3, d = 3 at m = 4096 admits no self-consistent mu: the claim says so instead of certifying nothing."""
+    with pytest.raises(NtkodeError, match="vacuous"):
+        CLAIMS["pl-star"].run("quick", device="cpu", n=3, d=3, width=4096, seeds=1)

@@ -14,11 +14,12 @@ from .claims_damping import HB_OPTIMAL_DAMPING
 from .claims_du import DU_WIDTH
 from .claims_linear import GD_LINEAR, HB_LINEAR, MOM2_RATE, NAG_SC_LINEAR
 from .claims_nesterov import NAG_DISCRETE_LINEAR, NAG_SUBLINEAR_ODE
+from .claims_plstar import PL_STAR
 from .claims_width import LAZY_TRAINING, WIDTH_CONVERGENCE
 
 CLAIMS: dict[str, Claim] = {
     claim.name: claim
     for claim in (GD_LINEAR, HB_LINEAR, HB_OPTIMAL_DAMPING, NAG_SUBLINEAR_ODE, NAG_DISCRETE_LINEAR, NAG_SC_LINEAR,
                   MOM2_RATE, WIDTH_CONVERGENCE, LAZY_TRAINING, DU_WIDTH,
-                  IMPLICIT_BIAS)
+                  IMPLICIT_BIAS, PL_STAR)
 }
