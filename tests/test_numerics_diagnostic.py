@@ -37,8 +37,9 @@ def test_lazy_move_predicts_the_trained_displacement():
     assert np.linalg.norm(moved - predicted) < 0.1 * np.linalg.norm(predicted)
 
 
-@pytest.mark.parametrize("bound, estimate, verdict", [(0.1, 0.05, "lazy"), (0.1, 0.1, "lazy"), (0.1001, 0.1, "marginal"),
-                                                     (0.5, 0.02, "marginal"), (0.1001, 0.1001, "not lazy")])
+@pytest.mark.parametrize("bound, estimate, verdict", [(0.1, 0.05, "lazy"), (0.1, 0.1, "lazy"),
+                                                     (0.1001, 0.1, "marginal"), (0.5, 0.02, "marginal"),
+                                                     (0.1001, 0.1001, "not lazy")])
 def test_verdict_thresholds(bound, estimate, verdict):
     """lazy: the bound within the tolerance; not lazy: the estimate beyond it; else marginal."""
     assert verdict_for(bound, estimate, 0.1) == verdict

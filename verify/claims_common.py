@@ -6,7 +6,9 @@ eigenvalue lam_0. Then every seed's initial error e_0 = u_0 - y has a component 
 size about 1 along the slowest direction (docs/theory.md#verification, pitfall 1: the
 slowest mode must dominate the fit window), while ||y|| = 1 keeps the net lazy
 (pitfall 3). Rates are fitted on the projection of e_k on that eigenvector
-(SimulationResult.projections) unless a claim says otherwise.
+(SimulationResult.projections) unless a claim says otherwise. Rate claims also run on a second,
+ill-conditioned data set (`digits_problem`, `DIGITS`) through `on_each_dataset`; `roundoff_step`
+says where kernels may be read before round-off.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import numpy as np
 
 from ntkode.errors import NtkodeError
 from ntkode.numerics import (
-    LazyDiagnostic, SimulationResult, init_network, lazy_diagnostic, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data, digits_data,
+    LazyDiagnostic, SimulationResult, digits_data, init_network, kernel_spectrum, lazy_diagnostic, ntk_empirical,
+    ntk_infinite, simulate, sphere_data,
 )
 from ntkode.theory import RateResult, spectral_radius
 
@@ -103,6 +106,13 @@ def _tagged_curve(tag: str, curve: Curve) -> Curve:
     return replace(curve, label=f"{tag}: {curve.label}", group=f"{tag}: {curve_group(curve)}")
 
 
+DATASETS_DOC = """
+    Data sets: the sphere problem above (n = 10, d = 10, kappa 7.4) and, from params["second"], 12 unit-norm
+    digits of classes 0/1 with y/||y|| (`digits_problem`, kappa 80.8); each check is tagged with its data set.
+    Simple-root tolerances there are `finite_width_tolerance` (the kernel error bound grows like kappa m^(-1/2)).
+"""
+
+
 def on_each_dataset(measure_one: Measure, predict_one: Predict | None = None) -> tuple[Measure, Predict | None]:
     """A claim's measure (and predict) run on every data set of `dataset_params`, checks, curves and notes
     tagged with the data set ("digits: beta=0.1"); the docstring is measure_one's."""
@@ -119,7 +129,7 @@ def on_each_dataset(measure_one: Measure, predict_one: Predict | None = None) ->
         return [replace(p, label=f"{tag}: {p.label}") for tag, q in dataset_params(params)
                 for p in predict_one(q, scale)]
 
-    measure.__doc__ = measure_one.__doc__
+    measure.__doc__ = (measure_one.__doc__ or "") + DATASETS_DOC
     return measure, (predict if predict_one is not None else None)
 
 

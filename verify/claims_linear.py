@@ -17,9 +17,9 @@ from ntkode.numerics import SimulationResult
 
 from .claim import Check, Claim, Curve, Evidence, Figure, Prediction, Tolerance
 from .claims_common import (
-    PROBLEM_QUICK, Problem, checks_from, diagnostic_note, diagnostics, error_curves, final_spectra, initial_spectra,
-    kernel_error_tolerance, mean_and_stderr, roundoff_step, run_simulation, seed_fits, sensitivity_note, slowest_mode, problem, width_tolerance,
-    finite_width_tolerance, on_each_dataset, DIGITS,
+    DIGITS, PROBLEM_QUICK, Problem, checks_from, diagnostic_note, diagnostics, error_curves, final_spectra,
+    finite_width_tolerance, initial_spectra, kernel_error_tolerance, mean_and_stderr, on_each_dataset, problem,
+    roundoff_step, run_simulation, seed_fits, sensitivity_note, slowest_mode,
 )
 
 
@@ -51,7 +51,8 @@ def gd_predictions(params: Mapping[str, Any], scale: float = 1.0, lam_emp: np.nd
     tol = finite_width_tolerance("gd", prob, hyper[0], params)
     tol_emp = finite_width_tolerance("gd", prob, hyper[0], params, initial=True)
     ode = finite_width_tolerance("gd", prob, hyper[1], params)
-    ode_tol = Tolerance("rel", round(ode.value + hyper[1]["lr"] * prob.lam0, 4), ode.reason + "; plus eta lam_0 for t = k eta")
+    ode_tol = Tolerance("rel", round(ode.value + hyper[1]["lr"] * prob.lam0, 4),
+                        ode.reason + "; plus eta lam_0 for t = k eta")
     return [
         Prediction("H-inf", "log rate per step", _log_rate("gd", scale * prob.lam, hyper[0]), tol),
         Prediction("H(W0)", "log rate per step", _empirical_log_rate("gd", scale * lam_emp, hyper[0]), tol_emp),

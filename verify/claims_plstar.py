@@ -11,7 +11,7 @@ from ntkode.errors import NtkodeError
 from ntkode.numerics import forward, init_network, kernel_spectrum, ntk_empirical
 from ntkode.theory import spectral_radius
 
-from .claim import Check, Claim, Curve, Evidence, Figure, Prediction, Tolerance
+from .claim import Claim, Curve, Evidence, Figure, Prediction, Tolerance
 from .claims_common import (
     DIGITS, finite_width_tolerance, mean_and_stderr, problem, roundoff_step, run_simulation, sensitivity_note,
 )
@@ -150,7 +150,8 @@ def _ill_conditioned_note(params: Mapping[str, Any]) -> str:
     radius = trajectory_radius(math.sqrt(np.linalg.eigvalsh(G)[-1]), e0, int(params["width"]), lam_min / 2)
     flip = flip_bound(W @ prob.X.T, G, radius)
     return (f"ill-conditioned data (digits n={DIGITS['n']}, kappa {prob.lam_max / prob.lam0:.3g}) at the same width, "
-            f"seed 0: at mu = lambda_min/2 = {lam_min / 2:.3g} the radius is {radius:.3g} and the flip bound {flip:.3g}, "
+            f"seed 0: at mu = lambda_min/2 = {lam_min / 2:.3g} the radius is {radius:.3g} and the flip bound "
+            f"{flip:.3g}, "
             f"{'above' if flip > lam_min / 2 else 'below'} lambda_min/2: "
             f"{'the certificate is vacuous there' if flip > lam_min / 2 else 'certified'} (gd-linear checks the NTK "
             f"rate on that data)")
@@ -208,7 +209,8 @@ def measure_plstar(params: Mapping[str, Any], device: str) -> Evidence:
                     "||e_k|| / ||e_0||", curves)
     c0 = certs[0]
     notes = [f"seed 0 certificate: mu = {c0.mu:.4g} (lambda_min(H(W0)) = {c0.lam_min0:.4g}, lambda_0(H-inf) = "
-             f"{prob.lam0:.4g}), ball radius {c0.radius:.3g} per neuron, flip bound {c0.flip:.3g}, beta = {c0.beta:.4g}, "
+             f"{prob.lam0:.4g}), ball radius {c0.radius:.3g} per neuron, flip bound {c0.flip:.3g}, "
+             f"beta = {c0.beta:.4g}, "
              f"||e_0|| = {c0.e0_norm:.3g}; eta = 1/beta = {eta:.4g}; run to the round-off step {steps}",
              _ill_conditioned_note(params),
              sensitivity_note(plstar_predictions, params)]
