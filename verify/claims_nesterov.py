@@ -85,8 +85,7 @@ def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
     t_fine = np.geomspace(t_window[0] / 3, t_window[1], 200)
     curves += [Curve(f"r={r:g}: ODE envelope ~ t^(-{r / 2:g})", t_fine.tolist(),
                      nag_envelope(t_fine, prob.lam0, r).tolist(), "predicted", group=f"r={r:g}") for r in params["rs"]]
-    figure = Figure("nag-sublinear-ode: raw slowest eigen-direction, every r (colour) at three step sizes "
-                    "(solid, dash-dot, dotted)", "t = k sqrt(eta)",
+    figure = Figure("nag-sublinear-ode: raw slowest direction; colour = r, line style = step size", "t = k sqrt(eta)",
                     "|u_0^T e_k| / |u_0^T e_0|", curves, xscale="log")
     notes = [f"fit window t in [{t_window[0]:.3g}, {t_window[1]:.3g}] for every eta; measured raw slopes "
              f"(rows r = {list(params['rs'])}, columns eta lam_0 = {list(params['eta_lam0s'])}): "
