@@ -96,3 +96,34 @@ def test_pl_star_refuses_a_vacuous_certificate():
     """n = 3, d = 3 at m = 4096 admits no self-consistent mu: the claim says so instead of certifying nothing."""
     with pytest.raises(NtkodeError, match="vacuous"):
         CLAIMS["pl-star"].run("quick", device="cpu", n=3, d=3, width=4096, seeds=1)
+
+
+# --- the second data set -------------------------------------------------------------------------------
+
+RATE_CLAIMS_ON_TWO = ["gd-linear", "hb-linear", "mom2-rate", "nag-sc-linear"]
+
+
+@pytest.mark.parametrize("setting", ["quick", "full"])
+@pytest.mark.parametrize("name", RATE_CLAIMS_ON_TWO)
+def test_second_data_set_is_ten_times_worse_conditioned(name, setting):
+    """Every check exists once per data set (tagged), and the digits' kappa is at least 10x the sphere's (H-inf)."""
+    from ntkode.verify.claims_common import dataset_params, problem
+
+    runs = dataset_params(CLAIMS[name].params(setting))
+    assert [tag for tag, _ in runs] == ["sphere", "digits"]
+    kappas = [problem(p).lam_max / problem(p).lam0 for _, p in runs]
+    assert kappas[1] >= 10 * kappas[0]
+    labels = [p.label for p in CLAIMS[name].predict(CLAIMS[name].params(setting, seeds=1), 1.0)]
+    sphere = [label for label in labels if label.startswith("sphere: ")]
+    digits = [label for label in labels if label.startswith("digits: ")]
+    assert sphere and len(sphere) == len(digits) and len(sphere) + len(digits) == len(labels)
+
+
+def test_digits_problem_labels_are_unit_norm_and_kappa_as_documented():
+    from ntkode.verify.claims_common import DIGITS, problem
+
+    prob = problem({**DIGITS, "d": 10})
+    assert prob.X.shape == (12, 64) and np.linalg.norm(prob.y) == pytest.approx(1.0)
+    assert prob.lam_max / prob.lam0 == pytest.approx(80.8, abs=0.05)
+    with pytest.raises(NtkodeError):
+        problem({**DIGITS, "data": "mnist"})
