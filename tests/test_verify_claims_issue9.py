@@ -127,3 +127,21 @@ def test_digits_problem_labels_are_unit_norm_and_kappa_as_documented():
     assert prob.lam_max / prob.lam0 == pytest.approx(80.8, abs=0.05)
     with pytest.raises(NtkodeError):
         problem({**DIGITS, "data": "mnist"})
+
+
+def test_finite_width_tolerance_is_the_larger_of_width_and_kernel_error():
+    """Sphere, m = 16384: 2 sqrt(n/m) decides; digits (kappa 81), m = 131072: the diagnostic's kernel error bound
+    decides, and it is what kernel_error_tolerance gives for the seed-worst bound."""
+    from ntkode.verify.claims_common import (
+        DIGITS, diagnostics, finite_width_tolerance, kernel_error_tolerance, problem, width_tolerance,
+    )
+
+    for params in ({"n": 10, "d": 10, "data_seed": 0, "width": 16384, "seeds": 2},
+                   {**DIGITS, "d": 10, "width": 131072, "seeds": 1}):
+        prob = problem(params)
+        hyper = {"lr": 1.0 / prob.lam_max}
+        delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
+        kernel = kernel_error_tolerance("gd", prob.lam, hyper, delta).value
+        width = width_tolerance(prob.n, params["width"]).value
+        assert finite_width_tolerance("gd", prob, hyper, params).value == max(kernel, width)
+        assert (kernel > width) is (params.get("data") == "digits")
