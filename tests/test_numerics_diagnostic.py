@@ -37,10 +37,31 @@ def test_lazy_move_predicts_the_trained_displacement():
     assert np.linalg.norm(moved - predicted) < 0.1 * np.linalg.norm(predicted)
 
 
-@pytest.mark.parametrize("error, verdict", [(0.1, "lazy"), (0.1001, "marginal"), (0.2, "marginal"),
-                                            (0.2001, "not lazy")])
-def test_verdict_thresholds(error, verdict):
-    assert verdict_for(error, 0.1) == verdict
+@pytest.mark.parametrize("bound, estimate, verdict", [(0.1, 0.05, "lazy"), (0.1, 0.1, "lazy"),
+                                                     (0.1001, 0.1, "marginal"), (0.5, 0.02, "marginal"),
+                                                     (0.1001, 0.1001, "not lazy")])
+def test_verdict_thresholds(bound, estimate, verdict):
+    """lazy: the bound within the tolerance; not lazy: the estimate beyond it; else marginal."""
+    assert verdict_for(bound, estimate, 0.1) == verdict
+
+
+def test_estimate_is_the_bottom_eigenvalue_along_the_lazy_path():
+    """rate_error = max over s in {0, 1/2, 1} of |lambda_min(H(W_0 + s dW))/lambda_0 - 1|, recomputed here from
+    the pieces; path_shift the same relative to lambda_min(H(W_0)); bound = fluctuation + drift."""
+    from ntkode.numerics import forward, ntk_empirical
+
+    X, y = sphere_data(6, 4, 2)
+    y = 2.0 * y / np.linalg.norm(y)
+    diag = lazy_diagnostic(X, y, 512, seed=3)
+    W, a = init_network(512, 4, 3)
+    H0 = ntk_empirical(W, a, X)
+    dW = lazy_move(W, a, X, np.linalg.solve(H0, forward(W, a, X) - y))
+    bottom = np.array([np.linalg.eigvalsh(ntk_empirical(W + s * dW, a, X))[0] for s in (0.0, 0.5, 1.0)])
+    lam_inf = np.linalg.eigvalsh(ntk_infinite(X))[0]
+    assert diag.rate_error == pytest.approx(np.max(np.abs(bottom / lam_inf - 1)), rel=1e-9)
+    assert diag.path_shift == pytest.approx(np.max(np.abs(bottom / bottom[0] - 1)), rel=1e-9)
+    assert diag.rate_error_bound == pytest.approx(diag.fluctuation + diag.drift, rel=1e-12)
+    assert diag.verdict == verdict_for(diag.rate_error_bound, diag.rate_error, 0.1)
 
 
 def test_ill_conditioning_raises_the_predicted_error():
@@ -50,7 +71,7 @@ def test_ill_conditioning_raises_the_predicted_error():
     da = lazy_diagnostic(Xa, ya / np.linalg.norm(ya), 8192)
     db = lazy_diagnostic(Xb, yb / np.linalg.norm(yb), 8192)
     assert db.kappa > 5 * da.kappa
-    assert db.rate_error > 3 * da.rate_error
+    assert db.rate_error_bound > 3 * da.rate_error_bound
 
 
 def test_bad_input_is_refused():

@@ -13,7 +13,8 @@ from ntkode.verify.claims import CLAIMS
 from ntkode.verify.claims_common import initial_spectra, sphere_problem
 
 #: claims whose checks compare a rate (per step or per unit time) with a prediction
-RATE_CLAIMS = ["gd-linear", "hb-linear", "hb-optimal-damping", "mom2-rate", "nag-discrete-linear", "nag-sc-linear"]
+RATE_CLAIMS = ["gd-linear", "hb-linear", "hb-optimal-damping", "mom2-rate", "nag-discrete-linear", "nag-sc-linear",
+               "pl-star"]
 
 
 def test_rate_claims_declare_their_predictions():

@@ -9,19 +9,20 @@ how it is measured and the tolerance with its reason. Read one with
 from __future__ import annotations
 
 from .claim import Claim
+from .claims_accel import ACCELERATION
 from .claims_bias import IMPLICIT_BIAS
 from .claims_damping import HB_OPTIMAL_DAMPING
+from .claims_declared import QHM_RATE, TRIPLE_MOMENTUM_RATE
 from .claims_du import DU_WIDTH
 from .claims_linear import GD_LINEAR, HB_LINEAR, MOM2_RATE, NAG_SC_LINEAR
 from .claims_nesterov import NAG_DISCRETE_LINEAR, NAG_SUBLINEAR_ODE
+from .claims_plstar import PL_STAR
 from .claims_width import LAZY_TRAINING, WIDTH_CONVERGENCE
-from .claims_accel import ACCELERATION
-from .claims_declared import QHM_RATE, TRIPLE_MOMENTUM_RATE
 
 CLAIMS: dict[str, Claim] = {
     claim.name: claim
     for claim in (GD_LINEAR, HB_LINEAR, HB_OPTIMAL_DAMPING, NAG_SUBLINEAR_ODE, NAG_DISCRETE_LINEAR, NAG_SC_LINEAR,
                   MOM2_RATE, WIDTH_CONVERGENCE, LAZY_TRAINING, DU_WIDTH,
-                  IMPLICIT_BIAS,
+                  IMPLICIT_BIAS, PL_STAR,
                   ACCELERATION, QHM_RATE, TRIPLE_MOMENTUM_RATE)
 }

@@ -61,7 +61,7 @@ def measure_implicit_bias(params: Mapping[str, Any], device: str) -> Evidence:
     widths = np.asarray(params["widths"])
     checks, curves, notes = [], [], []
     wide = int(widths[-1])
-    kernel_error = max(lazy_diagnostic(prob.X, prob.y, wide, seed=s).rate_error for s in range(params["seeds"]))
+    kernel_error = max(lazy_diagnostic(prob.X, prob.y, wide, seed=s).rate_error_bound for s in range(params["seeds"]))
     for method, setting in _settings(prob).items():
         sim = run_simulation(method, prob, params, [setting], params["steps"], device, widths=widths,
                              keep_weights=True, projections=False, movement=False)

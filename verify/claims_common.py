@@ -6,23 +6,28 @@ eigenvalue lam_0. Then every seed's initial error e_0 = u_0 - y has a component 
 size about 1 along the slowest direction (docs/theory.md#verification, pitfall 1: the
 slowest mode must dominate the fit window), while ||y|| = 1 keeps the net lazy
 (pitfall 3). Rates are fitted on the projection of e_k on that eigenvector
-(SimulationResult.projections) unless a claim says otherwise.
+(SimulationResult.projections) unless a claim says otherwise. Rate claims also run on a second,
+ill-conditioned data set (`digits_problem`, `DIGITS`) through `on_each_dataset`; `roundoff_step`
+says where kernels may be read before round-off.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ntkode.errors import NtkodeError
 from ntkode.numerics import (
-    LazyDiagnostic, SimulationResult, init_network, lazy_diagnostic, kernel_spectrum, ntk_empirical, ntk_infinite, simulate, sphere_data,
+    LazyDiagnostic, SimulationResult, digits_data, init_network, kernel_spectrum, lazy_diagnostic, ntk_empirical,
+    ntk_infinite, simulate, sphere_data,
 )
 from ntkode.theory import RateResult, spectral_radius
 
-from .claim import Check, Curve, Prediction, Predict, Tolerance
-from .fit import Fit, fit_linear_rate
+from .claim import Check, Curve, Evidence, Measure, Prediction, Predict, Tolerance
+from .report import curve_group
+from .fit import REL_FLOOR, Fit, fit_linear_rate
 
 #: parameters every simulated claim takes
 PROBLEM_QUICK = {"n": 10, "d": 10, "data_seed": 0}
@@ -55,6 +60,77 @@ def sphere_problem(params: Mapping[str, Any]) -> Problem:
     X, _ = sphere_data(params["n"], params["d"], params["data_seed"])
     lam, vecs = kernel_spectrum(ntk_infinite(X))
     return Problem(X, vecs[:, 0].copy(), lam, vecs)
+
+
+#: the digit classes of the second data set
+DIGIT_CLASSES = (0, 1)
+
+
+def digits_problem(params: Mapping[str, Any]) -> Problem:
+    """n unit-norm 8x8 digits of classes 0 and 1 (`digits_data(n, (0, 1), data_seed)`), labels -1/+1
+    scaled to y/||y|| (unit norm, as the sphere's, so the net stays lazy); d = 64 whatever params say."""
+    X, y = digits_data(params["n"], DIGIT_CLASSES, params["data_seed"])
+    lam, vecs = kernel_spectrum(ntk_infinite(X))
+    return Problem(X, y / np.linalg.norm(y), lam, vecs)
+
+
+PROBLEMS = {"sphere": sphere_problem, "digits": digits_problem}
+
+
+def problem(params: Mapping[str, Any]) -> Problem:
+    """The claim's problem: params["data"] (default "sphere") picks `sphere_problem` or `digits_problem`."""
+    data = params.get("data", "sphere")
+    if data not in PROBLEMS:
+        raise NtkodeError(f"data must be one of {', '.join(PROBLEMS)}; got {data!r}", param="data")
+    return PROBLEMS[data](params)
+
+
+#: a second data set for the rate claims: digits n = 12 (classes 0, 1) has kappa = 80.8 (H-inf),
+#: 10.9x the sphere's 7.43 (n = 10, d = 10); its lambda_0 = 0.0445 is 3.3x smaller, so finite width
+#: costs ~3x more there (the lazy diagnostic's kappa m^(-1/2)) and the claims size their width for it
+DIGITS = {"data": "digits", "n": 12, "data_seed": 0}
+
+
+def dataset_params(params: Mapping[str, Any]) -> list[tuple[str, dict]]:
+    """[(tag, params)] for every data set a claim runs on: params without "second", then those
+    updated by params["second"] (the second data set's overrides: data, n, width, steps, ...)."""
+    base = {k: v for k, v in params.items() if k != "second"}
+    runs = [(base.get("data", "sphere"), base)]
+    if params.get("second"):
+        second = {**base, **params["second"]}
+        runs.append((second.get("data", "sphere"), second))
+    return runs
+
+
+def _tagged_curve(tag: str, curve: Curve) -> Curve:
+    return replace(curve, label=f"{tag}: {curve.label}", group=f"{tag}: {curve_group(curve)}")
+
+
+DATASETS_DOC = """
+    Data sets: the sphere problem above (n = 10, d = 10, kappa 7.4) and, from params["second"], 12 unit-norm
+    digits of classes 0/1 with y/||y|| (`digits_problem`, kappa 80.8); each check is tagged with its data set.
+    Simple-root tolerances there are `finite_width_tolerance` (the kernel error bound grows like kappa m^(-1/2)).
+"""
+
+
+def on_each_dataset(measure_one: Measure, predict_one: Predict | None = None) -> tuple[Measure, Predict | None]:
+    """A claim's measure (and predict) run on every data set of `dataset_params`, checks, curves and notes
+    tagged with the data set ("digits: beta=0.1"); the docstring is measure_one's."""
+    def measure(params: Mapping[str, Any], device: str) -> Evidence:
+        parts = [(tag, measure_one(p, device)) for tag, p in dataset_params(params)]
+        checks = [replace(c, label=f"{tag}: {c.label}") for tag, ev in parts for c in ev.checks]
+        curves = [_tagged_curve(tag, c) for tag, ev in parts for c in ev.figure.curves]
+        notes = [f"[{tag}] {note}" for tag, ev in parts for note in ev.notes]
+        figure = replace(parts[0][1].figure, curves=curves,
+                         title=parts[0][1].figure.title + f" ({', '.join(tag for tag, _ in parts)})")
+        return Evidence(checks, figure, notes)
+
+    def predict(params: Mapping[str, Any], scale: float) -> list[Prediction]:
+        return [replace(p, label=f"{tag}: {p.label}") for tag, q in dataset_params(params)
+                for p in predict_one(q, scale)]
+
+    measure.__doc__ = (measure_one.__doc__ or "") + DATASETS_DOC
+    return measure, (predict if predict_one is not None else None)
 
 
 def run_simulation(
@@ -160,7 +236,7 @@ def diagnostics(problem: Problem, width: int, seeds: int) -> list[LazyDiagnostic
 
 def diagnostic_note(diags: Sequence[LazyDiagnostic]) -> str:
     """The worst seed's diagnostic, for a claim's notes."""
-    return "seed-worst " + max(diags, key=lambda d: d.rate_error).describe()
+    return "seed-worst " + max(diags, key=lambda d: d.rate_error_bound).describe()
 
 
 def kernel_error_tolerance(method: str, lam: np.ndarray, hyper: Mapping[str, float], delta: float,
@@ -177,3 +253,33 @@ def kernel_error_tolerance(method: str, lam: np.ndarray, hyper: Mapping[str, flo
                for sign in (-1.0, 1.0))
     reason = f"log(rho) moves by {move:.3g} for a kernel error {delta:.3g} lambda_min"
     return Tolerance("rel", round(move + extra, 4), reason + (f"; {why}" if why else ""))
+
+
+def roundoff_step(rate: float, power: float = 0.0, floor: float = REL_FLOOR, cap: int = 10**6) -> int:
+    """The first step k >= 1 at which the linearised error k^power rate^k, relative to e_0, falls to
+    `floor` (default the fits' round-off floor `fit.REL_FLOOR`), known before training.
+
+    Kernels and weight movements are read there, not at the last step: once ||e|| nears round-off
+    (~1e-13 absolute) sub-1e-15 weight updates flip preactivations that sit next to zero and the
+    kernel read afterwards depends on the arithmetic's order, not on training. Up to this step the
+    remaining movement is the floor's fraction of the total (eta sum_j ||e_j|| is geometric).
+    """
+    if not 0.0 < rate < 1.0:
+        raise NtkodeError(f"rate must lie in (0, 1); got {rate}", param="rate")
+    k = np.arange(1, cap + 1, dtype=float)
+    below = np.flatnonzero(power * np.log(k) + k * math.log(rate) <= math.log(floor))
+    return int(k[below[0]]) if below.size else cap
+
+
+def finite_width_tolerance(method: str, prob: Problem, hyper: Mapping[str, float], params: Mapping[str, Any],
+                           initial: bool = False) -> Tolerance:
+    """A simple-root rate's tolerance on log(rho), before training: the larger of 2 sqrt(n/m)
+    (`width_tolerance`) and theory's own move of log(rho) for the seed-worst kernel error bound of
+    `lazy_diagnostic` (`kernel_error_tolerance`; H-inf: fluctuation + drift, initial=True for H(W_0): the
+    drift alone). The second grows like kappa m^(-1/2) and decides on ill-conditioned data."""
+    diags = diagnostics(prob, params["width"], params["seeds"])
+    delta = max(d.drift if initial else d.rate_error_bound for d in diags)
+    width = width_tolerance(prob.n, params["width"])
+    kernel = kernel_error_tolerance(method, prob.lam, hyper, delta,
+                                    why="seed-worst kernel error bound of the lazy diagnostic (Weyl)")
+    return kernel if kernel.value > width.value else width

@@ -66,7 +66,7 @@ def damping_predictions(params: Mapping[str, Any], scale: float = 1.0,
             "discretisation; the exponent sqrt(lambda_0) moves only 5% for a 10% spectrum: blind to it"),
             blind_to=(0.9, 1.1)),
         Prediction("Polyak H-inf", "log rate per step", log_rate(scale * prob.lam),
-                   kernel_error_tolerance("hb", prob.lam, hyper, max(d.rate_error for d in diags), POLYAK_FIT,
+                   kernel_error_tolerance("hb", prob.lam, hyper, max(d.rate_error_bound for d in diags), POLYAK_FIT,
                                           "lambda_min(H(W_0)) fluctuation + drift bound through the double roots; "
                                           + fit)),
         Prediction("Polyak H(W0)", "log rate per step", float(np.mean([log_rate(scale * lam) for lam in lam_emp])),

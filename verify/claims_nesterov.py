@@ -57,7 +57,7 @@ def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
     roots = np.sqrt(np.asarray(params["eta_lam0s"], dtype=float))
     measured = np.empty((len(params["rs"]), roots.size))
     checks, curves = [], []
-    delta = max(d.rate_error for d in diagnostics(prob, params["width"], params["seeds"]))
+    delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
     for j, eta_lam0 in enumerate(params["eta_lam0s"]):
         eta = eta_lam0 / prob.lam0
         steps = int(math.ceil(1.05 * params["x_window"][1] / math.sqrt(eta_lam0)))
@@ -75,19 +75,17 @@ def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
                                 f"the discrete factor's part {abs(theory + r / 2):.3g} of the slope")
             checks.append(Check(f"r={r:g}, eta lam0={eta_lam0:g}", "raw envelope slope d log|e|/d log t", theory,
                                 slope, err, per_eta))
-            if i == len(params["rs"]) - 1:
-                curves.append(Curve(f"r={r:g}, eta lam_0={eta_lam0:g} (seed 0)", t[1:].tolist(),
-                                    np.abs(rows[0, 1:] / rows[0, 0]).tolist()))
+            curves.append(Curve(f"r={r:g}, eta lam_0={eta_lam0:g} (seed 0)", t[1:].tolist(),
+                                np.abs(rows[0, 1:] / rows[0, 0]).tolist(), group=f"r={r:g}"))
     limit = Tolerance("abs", 0.1, "three-point extrapolation to eta = 0 about doubles the per-point 0.05")
     for i, r in enumerate(params["rs"]):
         slope_b, intercept = np.polyfit(roots, measured[i], 1)
         checks.append(Check(f"r={r:g}, limit eta->0", "intercept of slope vs sqrt(eta lam_0)",
                             -ode_rate("nag", prob.lam, r=r).order, float(intercept), 0.0, limit))
-    r_last = params["rs"][-1]
     t_fine = np.geomspace(t_window[0] / 3, t_window[1], 200)
-    curves.append(Curve(f"r={r_last:g}: ODE envelope ~ t^(-{r_last / 2:g})", t_fine.tolist(),
-                        nag_envelope(t_fine, prob.lam0, r_last).tolist(), "predicted"))
-    figure = Figure("nag-sublinear-ode: raw slowest eigen-direction at three step sizes", "t = k sqrt(eta)",
+    curves += [Curve(f"r={r:g}: ODE envelope ~ t^(-{r / 2:g})", t_fine.tolist(),
+                     nag_envelope(t_fine, prob.lam0, r).tolist(), "predicted", group=f"r={r:g}") for r in params["rs"]]
+    figure = Figure("nag-sublinear-ode: raw slowest direction; colour = r, line style = step size", "t = k sqrt(eta)",
                     "|u_0^T e_k| / |u_0^T e_0|", curves, xscale="log")
     notes = [f"fit window t in [{t_window[0]:.3g}, {t_window[1]:.3g}] for every eta; measured raw slopes "
              f"(rows r = {list(params['rs'])}, columns eta lam_0 = {list(params['eta_lam0s'])}): "
@@ -135,7 +133,7 @@ def trajectory_tolerance(prob, params, model_error: float) -> Tolerance:
     delta (r/2 + k eta lam/2) when lam moves by delta lam (largest at the window's last step)."""
     eta = params["eta_lam0"] / prob.lam0
     k_end = params["x_end"] / math.sqrt(params["eta_lam0"])
-    delta = max(d.rate_error for d in diagnostics(prob, params["width"], params["seeds"]))
+    delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
     width_part = delta * (params["traj_r"] / 2 + k_end * eta * prob.lam0 / 2)
     return Tolerance("abs", round(model_error + width_part, 4),
                      f"model error {model_error:.2g} (exact scalar recursion vs shifted Bessel prediction) + kernel "

@@ -116,15 +116,25 @@ def _tidy_log_axis(axis, values: list[float]) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
 
 
+#: line styles of a group's successive measured curves (e.g. one r at several step sizes)
+MEASURED_STYLES = ("-", "-.", ":")
+
+
 def draw_figure(figure: Figure, path: Path) -> None:
-    """Draw measured curves solid, predicted ones dashed, markers as points (with error bars
-    when a curve has `yerr`); curves of one `curve_group` share a colour; save a PNG atomically."""
+    """Draw measured curves solid (a group's second and third dash-dotted and dotted), predicted ones
+    dashed, markers as points (with error bars when a curve has `yerr`); curves of one `curve_group`
+    share a colour; save a PNG atomically."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colours: dict[str, str] = {}
+    solid: dict[str, int] = {}
     for curve in figure.curves:
-        colour = colours.setdefault(curve_group(curve), palette[len(colours) % len(palette)])
+        group = curve_group(curve)
+        colour = colours.setdefault(group, palette[len(colours) % len(palette)])
         fmt, width = {"predicted": ("--", 1.5), "marker": ("o", 1.0)}.get(curve.style, ("-", 1.0))
+        if curve.style == "measured":
+            solid[group] = solid.get(group, -1) + 1
+            fmt = MEASURED_STYLES[solid[group] % len(MEASURED_STYLES)]
         ax.errorbar(curve.x, curve.y, yerr=curve.yerr, fmt=fmt, color=colour, linewidth=width, capsize=3,
                     markersize=6 if curve.style == "marker" else 0, label=curve.label,
                     alpha=0.85 if curve.style == "measured" else 1.0)
