@@ -30,9 +30,9 @@ EIGS = np.array([0.05, 0.3, 1.0, 1.7])
 # points start at e0 = 1, directions at 0. The polynomial is derived on paper (docs/theory.md#library), not read
 # from the declaration.
 
-def rm_coefficients(L, kappa, rho):
-    """Robust momentum (Cyrus et al. 2018): alpha, beta, gamma from the design rate rho."""
-    alpha = kappa * (1 - rho) ** 2 * (1 + rho) / L
+def rm_coefficients(eta, kappa, rho):
+    """Robust momentum (Cyrus et al. 2018) with eta = 1/L: alpha, beta, gamma from the design rate rho."""
+    alpha = kappa * (1 - rho) ** 2 * (1 + rho) * eta
     beta = kappa * rho ** 3 / (kappa - 1)
     gamma = rho ** 3 / ((kappa - 1) * (1 - rho) ** 2 * (1 + rho))
     return alpha, beta, gamma
@@ -116,9 +116,9 @@ HAND = {
     "extragradient": (lambda lam, eta: [np.ones_like(lam), -(1 - eta * lam + eta ** 2 * lam ** 2)], eg_step, ("W",),
                       {"eta": 0.55}),
     "aggmo": (aggmo_poly, aggmo_step, ("W", 0, 0), {"eta": 0.6, "a": 0.1}),
-    "robust-momentum": (lambda lam, L, kappa, rho: tm_poly(lam, *rm_coefficients(L, kappa, rho)),
-                        lambda s, lam, L, kappa, rho: tm_step(s, lam, *rm_coefficients(L, kappa, rho)),
-                        ("W", "W"), {"L": 1.7, "kappa": 34.0, "rho": 0.9}),
+    "robust-momentum": (lambda lam, eta, kappa, rho: tm_poly(lam, *rm_coefficients(eta, kappa, rho)),
+                        lambda s, lam, eta, kappa, rho: tm_step(s, lam, *rm_coefficients(eta, kappa, rho)),
+                        ("W", "W"), {"eta": 1 / 1.7, "kappa": 34.0, "rho": 0.9}),
 }
 
 
@@ -172,19 +172,19 @@ def test_unstable_settings_are_unstable_by_hand_too(name):
 @pytest.mark.parametrize("lo, hi", [(0.1, 1.0), (0.02, 3.0), (1e-3, 1.0)])
 @pytest.mark.parametrize("fraction", [0.0, 0.3, 0.7, 1.0])
 def test_robust_momentum_rate_on_quadratics_is_its_design_rate(lo, hi, fraction):
-    """L = lam_max, kappa = lam_max/lam_0, rho anywhere in [1 - 1/sqrt(kappa), 1 - 1/kappa]: the worst radius over
+    """eta = 1/lam_max, kappa = lam_max/lam_0, rho anywhere in [1 - 1/sqrt(kappa), 1 - 1/kappa]: the worst radius over
     [lam_0, lam_max] is rho, at lam_0, where the roots are rho and rho^2; at lam_max they are 0 and
     1 - kappa (1 - rho)^2 (1 + rho) (docs/theory.md#library)."""
     kappa = hi / lo
     rho = (1 - fraction) * (1 - 1 / math.sqrt(kappa)) + fraction * (1 - 1 / kappa)
     grid = np.geomspace(lo, hi, 801)
-    res = spectral_radius("robust-momentum", grid, L=hi, kappa=kappa, rho=rho)
-    hand = companion_radius(HAND["robust-momentum"][0](grid, hi, kappa, rho))
+    res = spectral_radius("robust-momentum", grid, eta=1 / hi, kappa=kappa, rho=rho)
+    hand = companion_radius(HAND["robust-momentum"][0](grid, 1 / hi, kappa, rho))
     assert res.rate == pytest.approx(rho, rel=1e-9) and np.max(hand) == pytest.approx(rho, rel=1e-9)
     assert hand[0] == pytest.approx(rho, rel=1e-9) and np.all(hand <= rho * (1 + 1e-12))
     if fraction > 0:  # at fraction 0 (triple momentum) lam_max reaches rho too
         assert res.argmax_lambda == pytest.approx(lo) and hand[-1] < rho * (1 - 1e-3)
-    ends = [sorted(np.abs(np.roots([c[i] for c in np.broadcast_arrays(*tm_poly(grid, *rm_coefficients(hi, kappa, rho)))])))
+    ends = [sorted(np.abs(np.roots([c[i] for c in np.broadcast_arrays(*tm_poly(grid, *rm_coefficients(1 / hi, kappa, rho)))])))
             for i in (0, -1)]
     assert ends[0] == pytest.approx([rho ** 2, rho], rel=1e-7)
     assert ends[1] == pytest.approx(sorted([0.0, abs(1 - kappa * (1 - rho) ** 2 * (1 + rho))]), abs=1e-9)
@@ -195,7 +195,7 @@ def test_robust_momentum_outside_its_design_range_loses_the_guarantee():
     in the guarantee is needed, not a convention."""
     lo, hi = 0.1, 1.0
     rho = 0.9 * (1 - 1 / math.sqrt(hi / lo))
-    res = spectral_radius("robust-momentum", np.geomspace(lo, hi, 201), L=hi, kappa=hi / lo, rho=rho)
+    res = spectral_radius("robust-momentum", np.geomspace(lo, hi, 201), eta=1 / hi, kappa=hi / lo, rho=rho)
     assert res.rate > rho * 1.05 and res.argmax_lambda == pytest.approx(hi)
 
 
@@ -205,13 +205,13 @@ def test_robust_momentum_tunings_and_their_ends(lo, hi):
     1 - 1/kappa and factors as (z - rho^2)(z - (1 - lam/L)): GD with step 1/L plus a mode rho^2."""
     kappa, q = hi / lo, math.sqrt(lo / hi)
     fast = named_tuning("robust-momentum", "fast", lo, hi)
-    assert fast["hyper"] == pytest.approx({"L": hi, "kappa": kappa, "rho": 1 - q})
+    assert fast["hyper"] == pytest.approx({"eta": 1 / hi, "kappa": kappa, "rho": 1 - q})
     assert fast["rate"] == pytest.approx(1 - q, rel=1e-9) == pytest.approx(fast["rate_formula"], rel=1e-12)
     tm = named_tuning("triple-momentum", "standard", lo, hi)["hyper"]
     rho = 1 - q  # Van Scoy, Freeman & Lynch: alpha = (1 + rho)/L, beta = rho^2/(2 - rho), gamma = rho^2/((1 + rho)(2 - rho))
     assert [tm["alpha"], tm["beta"], tm["gamma"]] == pytest.approx(
         [(1 + rho) / hi, rho ** 2 / (2 - rho), rho ** 2 / ((1 + rho) * (2 - rho))], rel=1e-12)
-    assert rm_coefficients(hi, kappa, rho) == pytest.approx((tm["alpha"], tm["beta"], tm["gamma"]), rel=1e-12)
+    assert rm_coefficients(1 / hi, kappa, rho) == pytest.approx((tm["alpha"], tm["beta"], tm["gamma"]), rel=1e-12)
     robust = named_tuning("robust-momentum", "robust", lo, hi)
     assert robust["hyper"]["rho"] == pytest.approx(1 - 1 / kappa)
     assert robust["rate"] == pytest.approx(1 - 1 / kappa, rel=1e-9) == pytest.approx(robust["rate_formula"], rel=1e-12)
