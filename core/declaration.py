@@ -2,7 +2,8 @@
 
 A declaration (a TOML file, a dict, or one of the built-ins shipped in `ntkode/methods/`) names
 its hyper-parameters with their domains, its state variables with their initial values (`W0` or
-`0`; `W`, the weights, is required), and the statements of one step, executed in order:
+`0`; `W`, the weights, is required), optionally its documentation ([about]: algorithm, guarantee,
+references), and the statements of one step, executed in order:
 
     step = ["g = grad(W)", "d = beta*d + (1 - beta)*g", "W = W - alpha*((1 - nu)*g + nu*d)"]
 
@@ -449,6 +450,8 @@ class Method:
 
     Algorithm: the statements `step`, executed in order each step k = 1, 2, ..., on the state
     variables `states` (name, initial value W0 or 0). Everything else derives from `ops`.
+    `algorithm`, `guarantee` and `references` are the declaration's [about] sections: its documentation,
+    as in PEPit's examples (docs/theory.md#library).
     """
 
     name: str
