@@ -367,3 +367,13 @@ def test_methods_name_prints_the_declaration_with_its_sections(capsys):
     spec = tomllib.loads(text)
     assert set(spec["about"]) == {"algorithm", "guarantee", "references"}
     assert "Cyrus" in spec["about"]["references"][0] and load_method("robust-momentum") == Method.from_dict(spec, builtin=True)
+
+
+def test_bad_about_section_in_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nstep = ["W = W - eta*grad(W)"]\n[about]\nreferences = "Polyak 1964"\n'
+                   '[hyper]\neta = "(0, inf)"\n[state]\nW = "W0"\n')
+    for argv in (["methods", str(bad)], ["derive", str(bad)]):
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "[about] references must be a list of non-empty strings" in lines[0], argv
