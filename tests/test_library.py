@@ -252,9 +252,8 @@ def test_qhm_is_heavy_ball_at_nu_1_and_nag_sc_at_nu_beta():
 
 
 @pytest.mark.parametrize("lo, hi", [(0.2, 3.0), (0.01, 1.0)])
-def test_qhm_optimum_is_polyak_and_the_numeric_tuner_cannot_beat_it(lo, hi):
-    """[optimum]: nu = 1, alpha = 1/sqrt(lam_0 lam_max) (= Polyak's eta/(1 - beta)), Polyak's beta and rate. The
-    numeric tuner over (alpha, beta, nu) reaches the same rate and does not go below it (Chebyshev bound)."""
+def test_qhm_optimum_is_polyak_at_nu_1(lo, hi):
+    """[optimum]: nu = 1, alpha = 1/sqrt(lam_0 lam_max) (= Polyak's eta/(1 - beta)), Polyak's beta and rate."""
     closed = optimal("qhm", lo, hi)
     s = math.sqrt(hi / lo)
     polyak_beta, polyak_rate = ((s - 1) / (s + 1)) ** 2, (s - 1) / (s + 1)
@@ -262,8 +261,14 @@ def test_qhm_optimum_is_polyak_and_the_numeric_tuner_cannot_beat_it(lo, hi):
     assert closed["hyper"]["alpha"] * (1 - closed["hyper"]["beta"]) == pytest.approx(4 / (math.sqrt(hi) + math.sqrt(lo)) ** 2)
     assert closed["hyper"]["beta"] == pytest.approx(polyak_beta) and closed["rate_formula"] == pytest.approx(polyak_rate)
     assert closed["rate"] == pytest.approx(polyak_rate, rel=1e-6)
+
+
+@pytest.mark.parametrize("lo, hi", [(0.2, 3.0), (0.01, 1.0)])
+def test_qhm_numeric_tuner_reaches_polyak_and_not_below(lo, hi):
+    """The numeric tuner over (alpha, beta, nu) reaches Polyak's rate and does not go below it (Chebyshev bound)."""
+    s = math.sqrt(hi / lo)
     found = numeric_optimum("qhm", lo, hi)
-    assert found["rate"] >= polyak_rate * (1 - 1e-6) and found["rate"] == pytest.approx(polyak_rate, rel=1e-4)
+    assert found["rate"] >= (s - 1) / (s + 1) * (1 - 1e-6) and found["rate"] == pytest.approx((s - 1) / (s + 1), rel=1e-4)
 
 
 @pytest.mark.parametrize("lo, hi", [(0.2, 3.0), (1e-3, 1.0), (0.5, 0.9)])
