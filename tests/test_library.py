@@ -227,10 +227,12 @@ def test_robust_momentum_tunings_and_their_ends(lo, hi):
 def test_triple_momentum_standard_tuning_rate_at_both_ends(lo, hi):
     """Van Scoy, Freeman & Lynch's tuning on quadratics: worst radius 1 - 1/sqrt(kappa), reached at lam_0 and
     lam_max, below it in between (hand companion matrix on a grid)."""
-    tm = named_tuning("triple-momentum", "standard", lo, hi)["hyper"]
+    tuning = named_tuning("triple-momentum", "standard", lo, hi)
+    tm = tuning["hyper"]
     grid = np.geomspace(lo, hi, 401)
     hand = companion_radius(tm_poly(grid, tm["alpha"], tm["beta"], tm["gamma"]))
     q = 1 - math.sqrt(lo / hi)
+    assert tuning["rate_formula"] == pytest.approx(q, rel=1e-12)
     assert np.max(hand) == pytest.approx(q, rel=1e-9)
     assert hand[0] == pytest.approx(q, rel=1e-6) and hand[-1] == pytest.approx(q, rel=1e-6)
     assert hand[len(grid) // 2] < q - 1e-3
