@@ -2,7 +2,8 @@
 
 A declaration (a TOML file, a dict, or one of the built-ins shipped in `ntkode/methods/`) names
 its hyper-parameters with their domains, its state variables with their initial values (`W0` or
-`0`; `W`, the weights, is required), and the statements of one step, executed in order:
+`0`; `W`, the weights, is required), optionally its documentation ([about]: algorithm, guarantee,
+references), and the statements of one step, executed in order:
 
     step = ["g = grad(W)", "d = beta*d + (1 - beta)*g", "W = W - alpha*((1 - nu)*g + nu*d)"]
 
@@ -45,7 +46,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-TOP_KEYS = ("name", "title", "reference", "notes", "step", "hyper", "state", "ode", "optimum", "tuning")
+TOP_KEYS = ("name", "title", "reference", "notes", "about", "step", "hyper", "state", "ode", "optimum", "tuning")
+#: the PEPit-style sections of [about] (docs/theory.md#state-space): text, text, list of texts
+ABOUT_KEYS = ("algorithm", "guarantee", "references")
 INITIAL_VALUES = {"W0": 1, "0": 0}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -447,6 +450,8 @@ class Method:
 
     Algorithm: the statements `step`, executed in order each step k = 1, 2, ..., on the state
     variables `states` (name, initial value W0 or 0). Everything else derives from `ops`.
+    `algorithm`, `guarantee` and `references` are the declaration's [about] sections: its documentation,
+    as in PEPit's examples (docs/theory.md#library).
     """
 
     name: str
@@ -463,6 +468,9 @@ class Method:
     source: str = "built-in"
     fingerprint: str = ""
     declaration: Mapping[str, Any] = field(default_factory=dict)
+    algorithm: str = ""
+    guarantee: str = ""
+    references: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Method) and other.fingerprint == self.fingerprint
@@ -510,12 +518,13 @@ class Method:
             raise NtkodeError("[tuning] must hold named tables, e.g. [tuning.standard]")
         tunings = {n: _closed_forms(v, hypers, f"tuning.{n}") for n, v in tunings_spec.items()}
         optimum = _closed_forms(spec["optimum"], hypers, "optimum") if "optimum" in spec else {}
+        about = _parse_about(spec.get("about", {}))
         digest = hashlib.sha256(json.dumps(_plain(spec), sort_keys=True).encode()).hexdigest()
         text = {key: str(spec.get(key, "")) for key in ("title", "reference", "notes")}
         return cls(name=name, title=text["title"] or name, reference=text["reference"], notes=text["notes"],
                    step=tuple(step), hyper=tuple(hypers.values()), states=tuple((n, v) for n, v in spec["state"].items()),
                    ops=ops, ode=ode, optimum=optimum, tunings=tunings, source=source, fingerprint=digest,
-                   declaration=_plain(spec))
+                   declaration=_plain(spec), **about)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "Method":
@@ -679,6 +688,25 @@ def _check_aliases(hypers: dict[str, Hyper]) -> None:
             if label in labels and labels[label] != hp.name:
                 raise NtkodeError(f"[hyper]: {label!r} names both {labels[label]!r} and {hp.name!r}")
             labels[label] = hp.name
+
+
+def _parse_about(spec: Any) -> dict[str, Any]:
+    """The [about] sections: algorithm and guarantee as text, references as a list of texts (all optional)."""
+    if not isinstance(spec, Mapping):
+        raise NtkodeError("[about] must be a table with algorithm, guarantee and references")
+    unknown = [key for key in spec if key not in ABOUT_KEYS]
+    if unknown:
+        raise NtkodeError(f"[about]: unknown key {unknown[0]!r}{_suggest(unknown[0], ABOUT_KEYS)}; "
+                          f"allowed: {', '.join(ABOUT_KEYS)}")
+    for key in ("algorithm", "guarantee"):
+        if not isinstance(spec.get(key, ""), str):
+            raise NtkodeError(f"[about] {key} must be a string; got {type(spec[key]).__name__}")
+    references = spec.get("references", [])
+    if isinstance(references, str) or not isinstance(references, (list, tuple)) \
+            or not all(isinstance(r, str) and r.strip() for r in references):
+        raise NtkodeError("[about] references must be a list of non-empty strings, e.g. [\"Polyak 1964\"]")
+    return {"algorithm": spec.get("algorithm", "").strip(), "guarantee": spec.get("guarantee", "").strip(),
+            "references": tuple(r.strip() for r in references)}
 
 
 def _parse_states(spec: Mapping[str, Any], hypers: dict[str, Hyper]) -> dict[str, int]:

@@ -156,17 +156,27 @@ def run_rates(args: argparse.Namespace) -> int:
     return 0
 
 
+def _methods_table(names) -> list[str]:
+    """One row per hyper-parameter: method, `name (alias) in domain`, the method's reference on its first row."""
+    rows = [("method", "hyper-parameters", "reference")]
+    for name in names:
+        m = get_method(name)
+        hypers = [f"{hp.name}{f' ({hp.alias})' if hp.alias else ''} in {hp.domain()}" for hp in m.hyper]
+        rows += [(name if i == 0 else "", hyper, m.reference if i == 0 else "") for i, hyper in enumerate(hypers)]
+    widths = [max(len(row[col]) for row in rows) for col in range(2)]
+    return [f"{a:{widths[0]}}  {b:{widths[1]}}  {c}".rstrip() for a, b, c in rows]
+
+
 def run_methods(args: argparse.Namespace) -> int:
-    """`ntkode methods [NAME]`: every built-in with its hyper-parameters, or one declaration as TOML."""
+    """`ntkode methods [NAME]`: a table of the shipped methods with their hyper-parameters, domains and references,
+    or one declaration as TOML (its [about] sections: algorithm, guarantee, references)."""
     if args.name is not None:
         print(get_method(args.name).to_toml(), end="")
         return 0
-    rows = []
-    for name in builtin_names():
-        m = get_method(name)
-        hyper = ", ".join(f"{hp.name}{f' ({hp.alias})' if hp.alias else ''} in {hp.domain()}" for hp in m.hyper)
-        rows.append(f"{name:10s} {m.title}\n{'':10s} hyper: {hyper}\n{'':10s} reference: {m.reference}")
-    print("\n".join(rows))
+    names = builtin_names()
+    print("\n".join(_methods_table(names)))
+    print(f"\n{len(names)} methods; `ntkode methods NAME` prints one declaration with its algorithm, "
+          "theoretical guarantee and references.")
     return 0
 
 
@@ -210,7 +220,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_rates)
 
     p = sub.add_parser("methods", help="list the declared methods, or print one declaration",
-                       description="Without NAME: every built-in method with its hyper-parameters, domains and "
-                                   "reference. With NAME (or a .toml path): the declaration itself.")
+                       description="Without NAME: a table of every shipped method with its hyper-parameters, their "
+                                   "domains and its reference. With NAME (or a .toml path): the declaration itself, "
+                                   "with its [about] sections (algorithm, theoretical guarantee, references).")
     p.add_argument("name", nargs="?", default=None, metavar="NAME")
     p.set_defaults(func=run_methods)
