@@ -26,7 +26,7 @@ from ntkode.errors import NtkodeError
 from ntkode.numerics.backend import device_name, get_xp
 
 from .claim import SETTINGS, Check, Evidence, Figure, Outcome, Tolerance
-from .claims import CLAIMS
+from .claims import CLAIMS, OPT_IN_CLAIMS, OPT_IN_NEEDS, claim_named
 from .report import REPORT_FILES, draw_figure, format_table, write_report
 
 #: BLAS threads while claims run: their matrices are small (n ~ 10-64), where OpenBLAS's threads
@@ -61,13 +61,18 @@ class Report:
 
 
 def resolve_claims(claims: str | Sequence[str] | None) -> list[str]:
-    """Claim names from None (all), "a,b" or a list; NtkodeError naming unknown ones."""
+    """Claim names from None (all default claims), "a,b" or a list (opt-in claims too); NtkodeError naming
+    unknown ones, or an opt-in claim whose extra is missing (`OPT_IN_NEEDS`)."""
     if claims is None:
         return list(CLAIMS)
     names = [c.strip() for c in (claims.split(",") if isinstance(claims, str) else claims) if c.strip()]
-    unknown = [c for c in names if c not in CLAIMS]
+    unknown = [c for c in names if c not in CLAIMS and c not in OPT_IN_CLAIMS]
     if unknown or not names:
-        raise NtkodeError(f"unknown claim(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CLAIMS)}")
+        raise NtkodeError(f"unknown claim(s) {', '.join(unknown) or '(none given)'}; choose from "
+                          f"{', '.join([*CLAIMS, *OPT_IN_CLAIMS])}")
+    for name in names:
+        if name not in CLAIMS and name in OPT_IN_NEEDS:
+            OPT_IN_NEEDS[name]()
     return list(dict.fromkeys(names))
 
 
@@ -98,7 +103,7 @@ def prepare_out(out: str | Path, names: Sequence[str] = ()) -> Path:
 def input_key(name: str, setting: str, params: dict[str, Any], device: str) -> str:
     """sha256 of everything that determines a claim's numbers: its name, statement, setting,
     parameters, device and the ntkode version (a resumed claim must match all of them)."""
-    payload = {"name": name, "statement": CLAIMS[name].statement, "setting": setting, "params": params,
+    payload = {"name": name, "statement": claim_named(name).statement, "setting": setting, "params": params,
                "device": device, "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
@@ -135,7 +140,7 @@ def resumable(out: Path, names: list[str], keys: dict[str, str]) -> dict[str, Ou
 
 def _failed(name: str, setting: str, err: NtkodeError, seconds: float) -> Outcome:
     """A claim whose measurement could not be made (e.g. a fit with no points): failed, with the reason."""
-    claim = CLAIMS[name]
+    claim = claim_named(name)
     figure = Figure(f"{name}: no measurement", "step", "error", [])
     evidence = Evidence([], figure, [f"measurement failed: {err}"])
     return Outcome(name, claim.statement, setting, claim.params(setting), evidence, seconds)
@@ -143,7 +148,7 @@ def _failed(name: str, setting: str, err: NtkodeError, seconds: float) -> Outcom
 
 def _remove_stale_figures(out: Path, keep: set[str]) -> None:
     """Delete DIR/<claim>.png of every known claim not in `keep`: they belong to an older run."""
-    for name in CLAIMS:
+    for name in [*CLAIMS, *OPT_IN_CLAIMS]:
         if name not in keep:
             (out / f"{name}.png").unlink(missing_ok=True)
 
@@ -170,7 +175,7 @@ def run(
         raise NtkodeError("resume needs out, the directory of the earlier report", param="resume")
     out_dir = prepare_out(out, names) if out is not None else None
     device_used = device_name(get_xp(device))
-    keys = {name: input_key(name, setting, CLAIMS[name].params(setting), device_used) for name in names}
+    keys = {name: input_key(name, setting, claim_named(name).params(setting), device_used) for name in names}
     done = resumable(out_dir, names, keys) if resume else {}
     meta = {"ntkode_version": __version__, "setting": setting, "device": device_used,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "claims_requested": names,
@@ -214,6 +219,6 @@ def _measure(name: str, setting: str, device: str) -> Outcome:
     """Run one claim; an NtkodeError from its measurement becomes a failed Outcome with the reason."""
     claim_start = time.perf_counter()
     try:
-        return CLAIMS[name].run(setting, device)
+        return claim_named(name).run(setting, device)
     except NtkodeError as err:
         return _failed(name, setting, err, time.perf_counter() - claim_start)

