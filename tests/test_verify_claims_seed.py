@@ -89,6 +89,9 @@ def test_lazy_conditions_refuse_settings_that_are_not_lazy():
         claims_seed.check_lazy_conditions({**params, "width": 2000}, X, kernels)
     with pytest.raises(NtkodeError, match=r"eta lam_max / 2\(1 \+ beta\) = 1.25 >= 1"):
         claims_seed.check_lazy_conditions({**params, "width": 2000, "lr_scale": 3.0}, X, kernels)
+    X10, _, kernels10 = claims_seed._lazy_kernels({**params, "n": 10, "width": 8000})
+    with pytest.raises(NtkodeError, match=r"complex roots at lambda_min for beta = \[0.8\]"):
+        claims_seed.check_lazy_conditions({**params, "n": 10, "width": 8000}, X10, kernels10)
     X600, _ = mnist_data(600, seed=0)
     with pytest.raises(NtkodeError, match=r"rank \[X, 1\] = 560 < n = 600"):
         claims_seed.check_lazy_conditions(params, X600, kernels)
@@ -107,3 +110,50 @@ def test_each_rate_check_fails_on_a_spectrum_off_by_ten_percent(scale):
         assert exact.tolerance.value < 0.1
         assert exact.tolerance.score(exact.value, exact.value) == 0.0
         assert exact.tolerance.score(wrong.value, exact.value) > 1.0, (exact.label, wrong.value, exact.value)
+
+
+def test_real_roots_is_where_the_rate_moves_with_lambda():
+    """real_roots's boundary (1 - sqrt(beta))^2 is where theory's root pair turns complex (|z| = sqrt(beta))."""
+    for beta in (0.2, 0.5, 0.8):
+        edge = (1 - math.sqrt(beta)) ** 2
+        for x, real in ((0.97 * edge, True), (1.03 * edge, False)):
+            assert claims_seed.real_roots(x, beta) is real
+            rate = spectral_radius("hb", np.array([x]), eta=1.0, beta=beta).rate
+            assert math.isclose(rate, math.sqrt(beta), rel_tol=1e-9) is not real
+
+
+def toy_params(seed_eta_lam_max: float) -> dict:
+    """The claim at toy size: seed part n = 30, m = 150 with lr set so that eta lam_max(H(W_0)) is the given
+    value (3.85 is the seed's at full size); lazy part n = 20, m = 16000 (2 sqrt(n/m) = 0.071), lr_scale 0.5."""
+    X, _ = mnist_data(30, seed=0)
+    lr = seed_eta_lam_max / claims_seed.seed_kernel(X, 150, 0).lam_max
+    return claim_named(NAME).params("quick", seed_n=30, seed_width=150, seed_lr=lr, seed_epochs=20, n=20,
+                                    width=16000, lr_scale=0.5, steps=2000)
+
+
+@needs_mnist
+def test_claim_at_toy_size():
+    """End to end: the seed-like runs converge where H(W_0) predicts growth; the lazy rates match their
+    predictions, which are the claim's own `predict` and can detect a 10% kernel error."""
+    claim = claim_named(NAME)
+    params = toy_params(3.85)
+    outcome = claim.run("quick", "cpu", **{k: v for k, v in params.items() if k in claim.defaults["quick"]})
+    labels = [c.label for c in outcome.checks]
+    assert labels == ["seed beta=0.2", "seed beta=0.5", "seed beta=0.8", "lazy beta=0.2", "lazy beta=0.5",
+                      "lazy beta=0.8"]
+    seed_checks, lazy_checks = outcome.checks[:3], outcome.checks[3:]
+    assert all(c.predicted > 0 and c.measured < 0 for c in seed_checks)
+    predictions = claim.predict(params, 1.0)
+    assert [c.predicted for c in lazy_checks] == [p.value for p in predictions]
+    assert outcome.passed, [(c.label, c.predicted, c.measured, c.tolerance.describe()) for c in outcome.checks]
+    for scale in (0.9, 1.1):
+        for exact, wrong in zip(predictions, claim.predict(params, scale)):
+            assert exact.tolerance.score(wrong.value, exact.value) > 1.0
+
+
+@needs_mnist
+def test_seed_part_fails_when_the_net_does_not_converge():
+    """Far beyond the catapult's reach (eta lam_max = 50; at 20 the toy nets still converge) the first steps
+    kill the ReLUs and the error stays above ||e_0||: the seed part's checks fail."""
+    checks, _, _ = claims_seed._seed_part(toy_params(50.0), "cpu")
+    assert checks and not any(c.passed for c in checks)
