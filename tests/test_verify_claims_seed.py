@@ -75,21 +75,21 @@ def test_seed_size_has_a_singular_limit_kernel_and_the_60_image_variant_does_not
 
 
 @needs_mnist
-def test_seed_kernel_is_the_simulated_nets():
+def test_seed_spectrum_is_the_simulated_nets():
     X, y = mnist_data(12, seed=2)
     sim = simulate("hb", X, y, [40], 1, [3], {"lr": 1e-3, "momentum": 0.5}, preset="seed", progress=False)
-    np.testing.assert_allclose(claims_seed.seed_kernel(X, 40, 3).lam, sim.lam_emp[0, 0], rtol=1e-12)
+    np.testing.assert_allclose(claims_seed.seed_spectrum(X, 40, 3), sim.lam_emp[0, 0], rtol=1e-12)
 
 
 @needs_mnist
 def test_lazy_conditions_refuse_settings_that_are_not_lazy():
     params = claim_named(NAME).params("quick")
-    X, _, kernels = claims_seed._lazy_kernels({**params, "width": 2000})
+    X, _, kernels = claims_seed.lazy_problem({**params, "width": 2000})
     with pytest.raises(NtkodeError, match=r"2 sqrt\(n/m\) = 0.346 >= 0.1"):
         claims_seed.check_lazy_conditions({**params, "width": 2000}, X, kernels)
     with pytest.raises(NtkodeError, match=r"eta lam_max / 2\(1 \+ beta\) = 1.25 >= 1"):
         claims_seed.check_lazy_conditions({**params, "width": 2000, "lr_scale": 3.0}, X, kernels)
-    X10, _, kernels10 = claims_seed._lazy_kernels({**params, "n": 10, "width": 8000})
+    X10, _, kernels10 = claims_seed.lazy_problem({**params, "n": 10, "width": 8000})
     with pytest.raises(NtkodeError, match=r"complex roots at lambda_min for beta = \[0.8\]"):
         claims_seed.check_lazy_conditions({**params, "n": 10, "width": 8000}, X10, kernels10)
     X600, _ = mnist_data(600, seed=0)
@@ -126,9 +126,9 @@ def toy_params(seed_eta_lam_max: float) -> dict:
     """The claim at toy size: seed part n = 30, m = 150 with lr set so that eta lam_max(H(W_0)) is the given
     value (3.85 is the seed's at full size); lazy part n = 20, m = 16000 (2 sqrt(n/m) = 0.071), lr_scale 0.5."""
     X, _ = mnist_data(30, seed=0)
-    lr = seed_eta_lam_max / claims_seed.seed_kernel(X, 150, 0).lam_max
+    lr = seed_eta_lam_max / claims_seed.seed_spectrum(X, 150, 0)[-1]
     return claim_named(NAME).params("quick", seed_n=30, seed_width=150, seed_lr=lr, seed_epochs=20, n=20,
-                                    width=16000, lr_scale=0.5, steps=2000)
+                                    width=16000, lr_scale=0.5, steps=1500)
 
 
 @needs_mnist

