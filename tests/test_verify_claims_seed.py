@@ -59,6 +59,11 @@ def test_edge_ratio_is_heavy_balls_stability_edge():
             assert spectral_radius("hb", lam, eta=eta, beta=beta).stable is (ratio < 1)
 
 
+def test_log_growth():
+    assert math.isclose(claims_seed.log_growth(np.array([2.0, 5.0, 0.5])), math.log(0.25) / 2)
+    assert claims_seed.log_growth(np.array([2.0, np.inf, np.nan])) == math.inf
+
+
 def test_converges_tolerance():
     """The seed part passes only for a run whose error shrank; growth or divergence fails."""
     tol = claims_seed.CONVERGES
@@ -84,11 +89,12 @@ def test_seed_spectrum_is_the_simulated_nets():
 @needs_mnist
 def test_lazy_conditions_refuse_settings_that_are_not_lazy():
     params = claim_named(NAME).params("quick")
-    X, _, kernels = claims_seed.lazy_problem({**params, "width": 2000})
-    with pytest.raises(NtkodeError, match=r"2 sqrt\(n/m\) = 0.346 >= 0.1"):
-        claims_seed.check_lazy_conditions({**params, "width": 2000}, X, kernels)
-    with pytest.raises(NtkodeError, match=r"eta lam_max / 2\(1 \+ beta\) = 1.25 >= 1"):
-        claims_seed.check_lazy_conditions({**params, "width": 2000, "lr_scale": 3.0}, X, kernels)
+    X, _, kernels = claims_seed.lazy_problem({**params, "width": 20000})
+    with pytest.raises(NtkodeError, match=r"2 sqrt\(n/m\) = 0.11 >= 0.1"):
+        claims_seed.check_lazy_conditions({**params, "width": 20000}, X, kernels)
+    with pytest.raises(NtkodeError, match=r"eta lam_max / 2\(1 \+ beta\) = 1.02 >= 1"):
+        claims_seed.check_lazy_conditions({**params, "lr_scale": 2.4 * 1.02}, X, kernels)
+    assert claims_seed.check_lazy_conditions({**params, "width": 48000}, X, kernels)  # quick width, m = 20000 spectra
     X10, _, kernels10 = claims_seed.lazy_problem({**params, "n": 10, "width": 8000})
     with pytest.raises(NtkodeError, match=r"complex roots at lambda_min for beta = \[0.8\]"):
         claims_seed.check_lazy_conditions({**params, "n": 10, "width": 8000}, X10, kernels10)

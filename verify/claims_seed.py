@@ -181,6 +181,14 @@ CONVERGES = Tolerance("range", (-math.inf, 0.0),
                       "the claim is that the forecast from H(W_0) (growth, log rho > 0) is wrong: the net converges")
 
 
+def log_growth(norms: np.ndarray) -> float:
+    """Mean log growth per step log(||e_K|| / ||e_0||) / K of a run's error norms e_0..e_K; inf when the run
+    diverged (NaN or inf at the end)."""
+    if not np.isfinite(norms[-1]):
+        return math.inf
+    return math.log(norms[-1] / norms[0]) / (len(norms) - 1)
+
+
 def _seed_part(params: Mapping[str, Any], device: str) -> tuple[list[Check], list[Curve], list[str]]:
     """The seed's HB-vs-epoch runs for `seed_epochs` epochs: H(W_0)'s prediction against the mean log growth
     per epoch log(||e_K|| / ||e_0||) / K."""
@@ -198,7 +206,7 @@ def _seed_part(params: Mapping[str, Any], device: str) -> tuple[list[Check], lis
     checks, curves = [], []
     for i, setting in enumerate(hyper):
         norms = sim.error_norm[0, i, 0]
-        growth = math.log(norms[-1] / norms[0]) / epochs if np.isfinite(norms[-1]) else math.inf
+        growth = log_growth(norms)
         predicted = math.log(spectral_radius("hb", lam, **setting).rate)
         checks.append(Check(f"seed beta={setting['momentum']:g}", "log growth per epoch", predicted, growth, 0.0,
                             CONVERGES))
