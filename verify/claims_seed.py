@@ -210,8 +210,11 @@ def _seed_part(params: Mapping[str, Any], device: str) -> tuple[list[Check], lis
         predicted = math.log(spectral_radius("hb", lam, **setting).rate)
         checks.append(Check(f"seed beta={setting['momentum']:g}", "log growth per epoch", predicted, growth, 0.0,
                             CONVERGES))
-        curves.append(Curve(f"seed beta={setting['momentum']:g}: ||e_k|| / ||e_0||", list(range(epochs + 1)),
-                            (norms / norms[0]).tolist(), "measured"))
+        label = f"seed beta={setting['momentum']:g}"
+        curves.append(Curve(f"{label}: ||e_k|| / ||e_0||", list(range(epochs + 1)), (norms / norms[0]).tolist(),
+                            "measured", group=label))
+        curves.append(Curve(f"{label}: rho^k on H(W0)", list(range(epochs + 1)),
+                            np.exp(predicted * np.arange(epochs + 1)).tolist(), "predicted", group=label))
     notes.append("seed setting loss (nn.MSELoss) at epochs 0, 1, 2, K: " + "; ".join(
         f"beta={h['momentum']:g}: " + ", ".join(f"{v:.3g}" for v in sim.error_norm[0, i, 0, [0, 1, 2, -1]] ** 2
                                                 / X.shape[0]) for i, h in enumerate(hyper)))
@@ -244,8 +247,8 @@ def measure_seed_hb_epoch(params: Mapping[str, Any], device: str) -> Evidence:
     require_mnist()
     seed_checks, seed_curves, seed_notes = _seed_part(params, device)
     lazy_checks, lazy_curves, lazy_notes = _lazy_part(params, device)
-    figure = Figure(f"{NAME}: seed setting (||e_k|| / ||e_0||) and lazy setting (|v_0^T e_k|, seed 0)", "step k",
-                    "error", seed_curves + lazy_curves)
+    figure = Figure(f"{NAME}: seed setting ||e_k||/||e_0||, lazy setting |v_0^T e_k| (seed 0)", "step k",
+                    "error", seed_curves + lazy_curves, xscale="symlog")
     return Evidence(seed_checks + lazy_checks, figure, seed_notes + lazy_notes)
 
 
