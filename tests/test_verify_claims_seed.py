@@ -34,6 +34,11 @@ def test_opt_in_not_default():
     assert NAME not in resolve_claims(None)
 
 
+def test_unknown_claim_lists_the_opt_in_ones():
+    with pytest.raises(NtkodeError, match=f"choose from .*gd-linear.*{NAME}"):
+        resolve_claims("no-such-claim")
+
+
 @needs_mnist
 def test_selectable_by_name():
     assert resolve_claims(f"gd-linear,{NAME}") == ["gd-linear", NAME]

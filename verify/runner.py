@@ -71,7 +71,7 @@ def resolve_claims(claims: str | Sequence[str] | None) -> list[str]:
         raise NtkodeError(f"unknown claim(s) {', '.join(unknown) or '(none given)'}; choose from "
                           f"{', '.join([*CLAIMS, *OPT_IN_CLAIMS])}")
     for name in names:
-        if name not in CLAIMS and name in OPT_IN_NEEDS:
+        if name in OPT_IN_NEEDS:
             OPT_IN_NEEDS[name]()
     return list(dict.fromkeys(names))
 
