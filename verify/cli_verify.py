@@ -5,7 +5,7 @@ import argparse
 
 from ntkode.errors import NtkodeError
 
-from .claims import CLAIMS
+from .claims import CLAIMS, OPT_IN_CLAIMS
 from .cli_hyper import parse_hyper
 
 DESCRIPTION = """Check the theory's predictions on finite-width networks.
@@ -58,11 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verify",
         help="run the claims: theory vs finite-width simulation, with a report",
         description=DESCRIPTION,
-        epilog="claims: " + ", ".join(CLAIMS),
+        epilog="claims: " + ", ".join(CLAIMS) + "\nonly when named (--claims NAME): " + ", ".join(OPT_IN_CLAIMS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--claims", metavar="NAME,...", default=None,
-                        help="comma-separated claim names (default: all)")
+                        help="comma-separated claim names (default: all but the opt-in ones)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="setting", action="store_const", const="quick",
                       help="small nets, minutes on a CPU (default)")
