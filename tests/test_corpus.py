@@ -353,6 +353,21 @@ def test_cli_verify_refuses_a_directory_named_like_a_figure(tmp_path, capsys):
     cli_refuses(["verify", "--claims", "gd-linear", "--out", str(tmp_path)], "gd-linear.png", capsys)
 
 
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--seed", "-1"], "--seed must be a non-negative integer; got -1"),
+        (["--n", "1000000000000"], "--n 1000000000000 needs"),
+        (["--n", "-5"], "--n must be a positive integer"),
+        (["--n-reference", "0"], "--n-reference must be a positive integer"),
+        (["--repeats", "0"], "--repeats must be a positive integer"),
+    ],
+)
+def test_cli_bench_rates_refuses(extra, match, capsys):
+    """Refused before any array is drawn: the huge --n by its memory need, not by an allocation failure."""
+    cli_refuses(["bench-rates", "--n", "10", "--n-reference", "10", "--repeats", "1", *extra], match, capsys)
+
+
 @pytest.mark.parametrize("setting", ["medium", "", None])
 def test_runner_refuses_settings(setting):
     refuses(lambda: runner.run("gd-linear", setting=setting, progress=False), "setting")
