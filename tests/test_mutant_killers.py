@@ -359,3 +359,65 @@ def test_width_claim_range_refuses_a_width_independent_error():
     assert HALF_POWER.score(-0.5, -0.5) <= 1.0
     assert HALF_POWER.score(-0.5, 0.0) > 1.0 and HALF_POWER.score(-0.5, 0.2) > 1.0
     assert HALF_POWER.score(-0.5, -0.26) <= 1.0 < HALF_POWER.score(-0.5, -0.24)
+
+
+# -- the CLI's JSON against independent values (issue 13's "weak tests": JSON that only parsed or was counted) --
+def _cli_json(capsys, *argv) -> dict:
+    import json
+
+    from ntkode.verify.cli import main
+
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_discrete_json_roots_solve_the_literature_polynomial(beta, capsys):
+    """rates hb --json: every eigenvalue's roots solve Polyak's z^2 - (1 + beta - eta lam) z + beta to 1e-12, their
+    largest modulus is the reported radius; at beta = 0 the roots are exactly {1 - eta lam, 0}."""
+    eta, eigs = 0.5, [0.1, 1.0, 3.0]
+    out = _cli_json(capsys, "rates", "hb", "--eigs", ",".join(map(str, eigs)), "--lr", str(eta), "--momentum",
+                    str(beta), "--json")
+    for entry, lam_ in zip(out["per_eigenvalue"], eigs):
+        roots = [complex(re, im) for re, im in entry["roots"]]
+        for z in roots:
+            assert abs(z * z - (1 + beta - eta * lam_) * z + beta) < 1e-12
+        assert max(abs(z) for z in roots) == pytest.approx(entry["radius"], rel=1e-14)
+        if beta == 0.0:
+            assert sorted(z.real for z in roots) == sorted([1 - eta * lam_, 0.0])
+    assert out["rate"] == max(e["radius"] for e in out["per_eigenvalue"])
+
+
+def _numeric(expr_text: str, values: dict) -> complex:
+    import sympy as sp
+
+    expr = sp.sympify(expr_text)
+    return complex(expr.subs({s: values[str(s)] for s in expr.free_symbols}).evalf(30))
+
+
+@pytest.mark.parametrize("method", ["gd", "hb", "nag-sc", "mom2"])
+def test_derive_json_polynomial_and_roots_are_the_literature(method, capsys):
+    """derive --json: the polynomial equals the literature's (tests/test_theory_discrete.py's closed forms, written
+    out here at a numeric point), each root is a root of it, and the ODE JSON's exponent equals ode_rate's."""
+    from ntkode.theory import ode_rate
+
+    values = {"eta": 0.3, "beta": 0.6, "beta2": 0.2, "lam": 1.7, "z": 0.4 + 0.3j}
+    e, b, b2, lam_, z = (values[n] for n in ("eta", "beta", "beta2", "lam", "z"))
+    literature = {
+        "gd": z - (1 - e * lam_),
+        "hb": z**2 - (1 + b - e * lam_) * z + b,
+        "nag-sc": z**2 - (1 + b) * (1 - e * lam_) * z + b * (1 - e * lam_),
+        "mom2": z**3 - (1 + b - e * lam_) * z**2 + (b - b2) * z + b2,
+    }[method]
+    out = _cli_json(capsys, "derive", method, "--json")
+    assert _numeric(out["polynomial"], values) == pytest.approx(literature, abs=1e-12)
+    for root in out["roots"]:
+        at_root = dict(values, z=_numeric(root, values))
+        assert abs(_numeric(out["polynomial"], at_root)) < 1e-12
+    ode = _cli_json(capsys, "derive", method, "--ode", "--json")
+    odes = {"gamma": 0.8, "beta2": 0.2, "lam": 1.7}
+    hyper = {"gd": {}, "hb": {"damping": 0.8}, "nag-sc": {"damping": 0.8}, "mom2": {"damping": 0.8, "momentum2": 0.2}}
+    want = ode_rate(method, [1.7], **hyper[method]).exponent
+    assert _numeric(ode["exponent"], odes).real == pytest.approx(want, rel=1e-12)
+    if method in ("hb", "nag-sc"):  # e'' + gamma e' + lam e = 0, under-damped at gamma = 0.8, lam = 1.7: gamma/2
+        assert want == pytest.approx(0.4, rel=1e-12)
