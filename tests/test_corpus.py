@@ -389,6 +389,12 @@ def test_cli_bench_rates_refuses(extra, match, capsys):
     cli_refuses(["bench-rates", "--n", "10", "--n-reference", "10", "--repeats", "1", *extra], match, capsys)
 
 
+@pytest.mark.parametrize("steps", ["0", "-3"])
+def test_cli_bench_simulate_refuses_steps(steps, capsys):
+    """--steps 0 used to mean 'the preset's steps' and ran the whole benchmark."""
+    cli_refuses(["bench-simulate", "--steps", steps], "--steps must be a positive integer", capsys)
+
+
 @pytest.mark.parametrize("setting", ["medium", "", None])
 def test_runner_refuses_settings(setting):
     refuses(lambda: runner.run("gd-linear", setting=setting, progress=False), "setting")
