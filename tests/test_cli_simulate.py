@@ -181,7 +181,8 @@ def blas_two_threads():
 @pytest.mark.parametrize("serial_below, expected", [(None, 1), (0, 2)])
 def test_simulate_runs_small_gemms_on_one_blas_thread(serial_below, expected, blas_two_threads, tmp_path, capsys,
                                                       monkeypatch):
-    """A width-16, n = 8 run (GEMMs of 16 x 8 x 8 multiply-adds) trains on one BLAS thread, through the CLI;
+    """A width-16, n = 8 run (GEMMs of 16 x 8 x 8 multiply-adds) trains, and its lazy diagnostic runs, on one BLAS
+    thread, through the CLI;
     with the threshold at 0 (every GEMM 'large') the 2 threads set outside are left alone; afterwards the
     outer setting is back."""
     simulate_module = importlib.import_module("ntkode.numerics.simulate")
@@ -195,11 +196,19 @@ def test_simulate_runs_small_gemms_on_one_blas_thread(serial_below, expected, bl
         return original(*args, **kwargs)
 
     monkeypatch.setattr(simulate_module, "_simulate_width", spy)
+    numerics = importlib.import_module("ntkode.numerics")
+    diagnostic = numerics.lazy_diagnostic
+
+    def diagnostic_spy(*args, **kwargs):
+        seen.append(("diagnostic", _blas_threads()))
+        return diagnostic(*args, **kwargs)
+
+    monkeypatch.setattr(numerics, "lazy_diagnostic", diagnostic_spy)
     argv = ["simulate", "--method", "gd", "--n", "8", "--d", "4", "--width", "16,32", "--steps", "3", "--lr", "0.5",
             "--quiet", "--out", str(tmp_path / "run.npz")]
     assert main(argv) == 0
     capsys.readouterr()
-    assert seen == [expected, expected]
+    assert seen == [expected, expected, ("diagnostic", expected), ("diagnostic", expected)]
     assert _blas_threads() == 2
 
 
