@@ -421,3 +421,18 @@ def test_derive_json_polynomial_and_roots_are_the_literature(method, capsys):
     assert _numeric(ode["exponent"], odes).real == pytest.approx(want, rel=1e-12)
     if method in ("hb", "nag-sc"):  # e'' + gamma e' + lam e = 0, under-damped at gamma = 0.8, lam = 1.7: gamma/2
         assert want == pytest.approx(0.4, rel=1e-12)
+
+
+@pytest.mark.parametrize("coeffs", [[1.0, 0.0, 1.5], [1.0, 0.3, 1.2], [1.0, -0.2, 1.9]])
+def test_jury_needs_the_constant_term_inside_the_unit_disc(coeffs):
+    """z^2 + b z + c with 1 < c < 2 and |b| small: P(1) > 0 and P(-1) > 0 hold, but the roots' product is
+    c > 1, so a root lies outside the unit circle (numpy.roots); only |a_0| < 1 tells."""
+    import sympy as sp
+
+    from ntkode.symbols import z as Z
+    from ntkode.theory import jury_conditions
+
+    assert max(abs(np.roots(coeffs))) > 1
+    poly = sum(sp.nsimplify(c) * Z ** (2 - i) for i, c in enumerate(coeffs))
+    assert not bool(jury_conditions(poly, Z))
+    assert bool(jury_conditions(Z**2 + sp.nsimplify(coeffs[1]) * Z + sp.Rational(1, 2), Z))  # c = 1/2: stable
