@@ -436,3 +436,18 @@ def test_jury_needs_the_constant_term_inside_the_unit_disc(coeffs):
     poly = sum(sp.nsimplify(c) * Z ** (2 - i) for i, c in enumerate(coeffs))
     assert not bool(jury_conditions(poly, Z))
     assert bool(jury_conditions(Z**2 + sp.nsimplify(coeffs[1]) * Z + sp.Rational(1, 2), Z))  # c = 1/2: stable
+
+
+def test_worst_rate_sees_an_interior_peak_of_the_spectrum():
+    """W = W - eta grad(W - gamma grad W) has p(z) = z - (1 - eta lam + eta gamma lam^2); at eta = 0.6,
+    gamma = 0.05 on [1, 19] the root is 0.43 at both ends but 1 - eta/(4 gamma) = -2 at lam = 1/(2 gamma) = 10:
+    the worst radius is 2, inside the interval. A tuning's reported rate must see it (65-point geometric grid:
+    the nearest point is within a factor 19^(1/128) of 10, so the radius there is 2 - O(1e-3))."""
+    from ntkode.declaration import Method
+    from ntkode.theory import named_tuning
+
+    toy = Method.from_dict({"name": "eg-toy", "hyper": {"eta": "(0, inf)", "gamma": "(0, inf)"}, "state": {"W": "W0"},
+                            "step": ["W = W - eta*grad(W - gamma*grad(W))"],
+                            "tuning": {"t": {"eta": "3/5", "gamma": "1/20"}}})
+    rate = named_tuning(toy, "t", 1.0, 19.0)["rate"]
+    assert 1.99 < rate <= 2.0 + 1e-12
