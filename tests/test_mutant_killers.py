@@ -451,3 +451,17 @@ def test_worst_rate_sees_an_interior_peak_of_the_spectrum():
                             "tuning": {"t": {"eta": "3/5", "gamma": "1/20"}}})
     rate = named_tuning(toy, "t", 1.0, 19.0)["rate"]
     assert 1.99 < rate <= 2.0 + 1e-12
+
+
+def test_renormalised_iteration_keeps_the_true_scale():
+    """GD on H = diag(0.5, 2) from e0 = (1, 1) with eta = 0.3: e_k = ((0.85)^k, (0.4)^k) exactly; with
+    renormalise=True, E[k] exp(log_scale[k]) must still be that (the scale accumulates over the steps)."""
+    from ntkode.theory import iterate
+
+    k = np.arange(61)
+    want = np.stack([0.85**k, 0.4**k], axis=1)
+    E, log_scale = iterate("gd", np.diag([0.5, 2.0]), np.ones(2), 60, renormalise=True, lr=0.3)
+    np.testing.assert_allclose(E * np.exp(log_scale)[:, None], want, rtol=1e-12, atol=0)
+    plain, zeros = iterate("gd", np.diag([0.5, 2.0]), np.ones(2), 60, lr=0.3)
+    np.testing.assert_allclose(plain, want, rtol=1e-12, atol=0)
+    assert not zeros.any()
