@@ -465,3 +465,19 @@ def test_renormalised_iteration_keeps_the_true_scale():
     plain, zeros = iterate("gd", np.diag([0.5, 2.0]), np.ones(2), 60, lr=0.3)
     np.testing.assert_allclose(plain, want, rtol=1e-12, atol=0)
     assert not zeros.any()
+
+
+def test_a_direction_that_starts_at_zero_and_gets_no_gradient_is_not_a_mode():
+    """d = rho d with d_0 = 0 stays 0 for every k, so W = W - eta grad(W) + d is gradient descent: its reduced
+    polynomial is z - (1 - eta lam) and the rate ignores rho (a d_0 = 1 start would add the pole rho)."""
+    import sympy as sp
+
+    from ntkode.declaration import Method
+    from ntkode.symbols import lam as LAM, z as Z
+    from ntkode.theory import spectral_radius
+
+    toy = Method.from_dict({"name": "idle-d", "hyper": {"eta": "(0, inf)", "rho": "(0, inf)"},
+                            "state": {"W": "W0", "d": "0"}, "step": ["d = rho*d", "W = W - eta*grad(W) + d"]})
+    eta = next(hp.symbol for hp in toy.hyper if hp.name == "eta")
+    assert sp.simplify(toy.char_poly() - (Z - (1 - eta * LAM))) == 0
+    assert spectral_radius(toy, [1.0], eta=0.5, rho=3.0).rate == pytest.approx(0.5, rel=1e-14)
