@@ -9,11 +9,13 @@ same network on every width's host draw (`init_network`) and on every backend.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ntkode.declaration import Method, load_method
@@ -63,6 +65,28 @@ def bytes_per_run(m: int, n: int, d: int, slots: int, space: str, steps: int, tr
     work = m * n * (4 if space == "w" else 3) + m * d * (1 if space == "w" or track_d else 0)
     records = (steps + 1) * (n + 2)
     return itemsize * (pools + work + records + 2 * n * n) + m * n
+
+
+#: GEMMs of fewer multiply-adds than this run on one BLAS thread. At ~5e9 multiply-adds/s per core such a
+#: GEMM takes under ~7 ms on one thread, about one scheduler time slice; a multi-threaded GEMM ends at a
+#: barrier that waits for every thread, and on a loaded machine each thread can wait a time slice for a
+#: core, so below this size threads cost more than they save (issue 13: n ~ 10-64 runs took 17 min under
+#: load with OpenBLAS's threads against 84 s single-threaded). Above it BLAS keeps its own choice.
+BLAS_SERIAL_MACS = 2**25
+
+
+def serial_blas(macs: int) -> contextlib.AbstractContextManager:
+    """One BLAS thread for a computation whose largest GEMM has `macs` multiply-adds below
+    `BLAS_SERIAL_MACS`; otherwise BLAS's threads are left as they are."""
+    if macs < BLAS_SERIAL_MACS:
+        return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
+
+
+def step_macs(m: int, n: int, d: int) -> int:
+    """Multiply-adds of the largest GEMM of one training step of width m: m x n x n (space z) or
+    m x n x d (space w, and Z = W X^T), bounded by m n max(n, d) in both spaces."""
+    return m * n * max(n, d)
 
 
 def predicted_unstable(method: Method, lam: np.ndarray, settings: list[dict]) -> np.ndarray:
@@ -220,7 +244,8 @@ def simulate(
     seeds: a count S (seeds 0..S-1) or explicit seeds. space: "z", "w" or "auto" (cheaper).
     movement/projections: record those every step (movement costs extra passes in space z).
     check=False skips `check_data` (near-singular kernels then go through unreported).
-    Every width's memory need is checked before any network is drawn.
+    Every width's memory need is checked before any network is drawn. A width whose GEMMs are small runs
+    on one BLAS thread (`serial_blas`).
     parametrization: "ntk" or "standard" (sum_r a_r relu(w_r.x + b_r), bias trained, trained as the NTK net
     on [X, 1] with a' = sqrt(m) a and the second layer's step times m; `network.standard_to_ntk`).
     init: "ntk", "seed" (W ~ N(0, w_std^2), w_std = 1/m by default; b as PyTorch's default; a ~ U(-1, 1))
@@ -265,11 +290,15 @@ def simulate(
         first = opts.draw(int(widths_arr[0]), d, int(seed_arr[0]))
         lam_inf, U = kernel_spectrum(initial_kernel(opts, X_net, *first))
     else:
-        lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
+        with serial_blas(n**3):
+            lam_inf, U = kernel_spectrum(ntk_infinite(X, train, kappa, loss))
     bar = tqdm(total=len(widths_arr) * steps * table.size, disable=not progress, unit="run-step", leave=False,
                mininterval=0.5)
+    per_width = []
     with bar:
-        per_width = [_simulate_width(xp, opts, table, X_net, y, U, int(m), bar) for m in widths_arr]
+        for m in widths_arr:
+            with serial_blas(step_macs(int(m), n, d)):  # small GEMMs: one BLAS thread (`BLAS_SERIAL_MACS`)
+                per_width.append(_simulate_width(xp, opts, table, X_net, y, U, int(m), bar))
     return _assemble(opts, table, widths_arr, X, y, per_width, lam_inf, device_name(xp))
 
 

@@ -158,3 +158,68 @@ def test_full_disk_at_the_final_write_leaves_no_run_file_and_resumes(tmp_path, c
     monkeypatch.setattr(sweep_module, "simulate", lambda *a, **kw: calls.append(a))
     assert main(SMALL + ["--out", str(out)]) == 0
     assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["r.npz"]
+
+
+def _blas_threads() -> int:
+    """The BLAS thread count now (the largest over the loaded BLAS libraries)."""
+    from threadpoolctl import threadpool_info
+
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+@pytest.fixture
+def blas_two_threads():
+    """BLAS set to 2 threads around the test (skip where the BLAS cannot run 2)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        if _blas_threads() != 2:
+            pytest.skip("this BLAS cannot run 2 threads")
+        yield
+
+
+@pytest.mark.parametrize("serial_below, expected", [(None, 1), (0, 2)])
+def test_simulate_runs_small_gemms_on_one_blas_thread(serial_below, expected, blas_two_threads, tmp_path, capsys,
+                                                      monkeypatch):
+    """A width-16, n = 8 run (GEMMs of 16 x 8 x 8 multiply-adds) trains, and its lazy diagnostic runs, on one BLAS
+    thread, through the CLI;
+    with the threshold at 0 (every GEMM 'large') the 2 threads set outside are left alone; afterwards the
+    outer setting is back."""
+    simulate_module = importlib.import_module("ntkode.numerics.simulate")
+    if serial_below is not None:
+        monkeypatch.setattr(simulate_module, "BLAS_SERIAL_MACS", serial_below)
+    seen = []
+    original = simulate_module._simulate_width
+
+    def spy(*args, **kwargs):
+        seen.append(_blas_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "_simulate_width", spy)
+    numerics = importlib.import_module("ntkode.numerics")
+    diagnostic = numerics.lazy_diagnostic
+
+    def diagnostic_spy(*args, **kwargs):
+        seen.append(("diagnostic", _blas_threads()))
+        return diagnostic(*args, **kwargs)
+
+    monkeypatch.setattr(numerics, "lazy_diagnostic", diagnostic_spy)
+    argv = ["simulate", "--method", "gd", "--n", "8", "--d", "4", "--width", "16,32", "--steps", "3", "--lr", "0.5",
+            "--quiet", "--out", str(tmp_path / "run.npz")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert seen == [expected, expected, ("diagnostic", expected), ("diagnostic", expected)]
+    assert _blas_threads() == 2
+
+
+def test_serial_blas_threshold_is_strict(blas_two_threads):
+    """serial_blas(macs) limits BLAS to one thread exactly when macs < BLAS_SERIAL_MACS; step_macs is the
+    largest GEMM of a step, m n max(n, d)."""
+    simulate_module = importlib.import_module("ntkode.numerics.simulate")
+    limit = simulate_module.BLAS_SERIAL_MACS
+    with simulate_module.serial_blas(limit - 1):
+        assert _blas_threads() == 1
+    with simulate_module.serial_blas(limit):
+        assert _blas_threads() == 2
+    assert simulate_module.step_macs(100, 20, 5) == 100 * 20 * 20
+    assert simulate_module.step_macs(100, 20, 50) == 100 * 20 * 50

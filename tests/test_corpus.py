@@ -353,6 +353,109 @@ def test_cli_verify_refuses_a_directory_named_like_a_figure(tmp_path, capsys):
     cli_refuses(["verify", "--claims", "gd-linear", "--out", str(tmp_path)], "gd-linear.png", capsys)
 
 
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--data", "GOOD", "--n", "50"], "--n do not apply with --data"),
+        (["--data", "GOOD", "--d", "99"], "--d do not apply with --data"),
+        (["--data", "GOOD", "--n", "50", "--d", "99"], "--n and --d do not apply with --data"),
+        (["--dataset", "paper", "--d", "7"], "--d applies to --dataset sphere only; paper fixes"),
+        (["--dataset", "digits", "--d", "7"], "--d applies to --dataset sphere only; digits fixes"),
+        (["--dataset", "mnist", "--d", "5"], "--d applies to --dataset sphere only; mnist fixes"),
+    ],
+)
+def test_cli_simulate_refuses_flags_that_would_be_ignored(extra, match, tmp_path, capsys):
+    """--n and --d where the data source fixes them were ignored silently (exit 0); now one line, exit 2,
+    before any file is written."""
+    good = tmp_path / "good.npz"
+    np.savez(good, X=X_OK, y=Y_OK)
+    argv = SIM + ["--out", str(tmp_path / "run.npz")] + [str(good) if word == "GOOD" else word for word in extra]
+    cli_refuses(argv, match, capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.npz"]
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--seed", "-1"], "--seed must be a non-negative integer; got -1"),
+        (["--n", "1000000000000"], "--n 1000000000000 needs"),
+        (["--n", "-5"], "--n must be a positive integer"),
+        (["--n-reference", "0"], "--n-reference must be a positive integer"),
+        (["--repeats", "0"], "--repeats must be a positive integer"),
+    ],
+)
+def test_cli_bench_rates_refuses(extra, match, capsys):
+    """Refused before any array is drawn: the huge --n by its memory need, not by an allocation failure."""
+    cli_refuses(["bench-rates", "--n", "10", "--n-reference", "10", "--repeats", "1", *extra], match, capsys)
+
+
+@pytest.mark.parametrize("steps", ["0", "-3"])
+def test_cli_bench_simulate_refuses_steps(steps, capsys):
+    """--steps 0 used to mean 'the preset's steps' and ran the whole benchmark."""
+    cli_refuses(["bench-simulate", "--steps", steps], "--steps must be a positive integer", capsys)
+
+
+# ---------------------------------------------------------------- theory API (issue 13: raw exceptions, silent casts)
+
+def _theory():
+    from ntkode import theory
+
+    return theory
+
+
+THEORY_CASES = {
+    "lr-string": (lambda t: t.spectral_radius("hb", [1, 2], lr="abc", momentum=0.5), "lr must be a real number"),
+    "lr-array": (lambda t: t.spectral_radius("hb", [1, 2], lr=np.array([0.1, 0.2]), momentum=0.5),
+                 "lr must be a single number"),
+    "lr-array-of-one": (lambda t: t.spectral_radius("hb", [1, 2], lr=np.array([0.1]), momentum=0.5),
+                        "lr must be a single number"),
+    "unknown-name": (lambda t: t.spectral_radius("hb", [1], lr=0.1, momentum=0.5, r=3), "no hyper-parameter 'r'"),
+    "typo": (lambda t: t.spectral_radius("hb", [1], lr=0.1, momentun=0.5), "did you mean 'momentum'?"),
+    "name-and-alias": (lambda t: t.spectral_radius("hb", [1], lr=0.1, eta=0.2, momentum=0.5), "given twice"),
+    "missing": (lambda t: t.spectral_radius("hb", [1], lr=0.1), "needs momentum"),
+    "open-end": (lambda t: t.spectral_radius("hb", [1], lr=0.1, momentum=1.0), "momentum must lie in [0, 1)"),
+    "lr-nan": (lambda t: t.spectral_radius("gd", [1], lr=float("nan")), "lr must lie in (0, inf)"),
+    "lr-inf": (lambda t: t.spectral_radius("gd", [1], lr=float("inf")), "lr must lie in (0, inf)"),
+    "lr-zero": (lambda t: t.spectral_radius("gd", [1], lr=0), "lr must lie in (0, inf)"),
+    "lr-complex": (lambda t: t.spectral_radius("gd", [1], lr=0.1 + 1j), "lr must be a real number"),
+    "eigs-empty": (lambda t: t.spectral_radius("gd", [], lr=0.1), "non-empty 1-D"),
+    "eigs-zero": (lambda t: t.spectral_radius("gd", [0, 1], lr=0.1), "finite and > 0"),
+    "eigs-nan": (lambda t: t.spectral_radius("gd", [float("nan")], lr=0.1), "finite and > 0"),
+    "eigs-string": (lambda t: t.spectral_radius("gd", "abc", lr=0.1), "eigenvalues must be numbers"),
+    "eigs-2d": (lambda t: t.spectral_radius("gd", [[1, 2], [3, 4]], lr=0.1), "1-D"),
+    "unknown-method": (lambda t: t.spectral_radius("sgd", [1], lr=0.1), "did you mean 'gd'?"),
+    "overflow": (lambda t: t.spectral_radius("hb", [1e308], lr=1e308, momentum=0.5), "non-finite rate"),
+    "optimal-strings": (lambda t: t.optimal("hb", "a", "b"), "need numbers"),
+    "optimal-reversed": (lambda t: t.optimal("hb", 2, 1), "lam_min <= lam_max"),
+    "optimal-ill-posed": (lambda t: t.optimal("hb", 1e-300, 1e300), "ill-posed"),
+    "optimal-mom2-ill-posed": (lambda t: t.optimal("mom2", 1e-9, 1e9), "ill-posed"),
+    "ode-resolution": (lambda t: t.ode_rate("hb", [1], "medium", damping=1), "resolution must be one of"),
+    "ode-high-needs-lr": (lambda t: t.ode_rate("hb", [1], "high", damping=1), "needs lr"),
+    "ode-negative-damping": (lambda t: t.ode_rate("hb", [1], damping=-1), "damping must lie in [0, inf)"),
+    "iterate-non-square": (lambda t: t.iterate("gd", np.ones((2, 3)), np.ones(2), 5, lr=0.1), "square H"),
+    "iterate-zero-steps": (lambda t: t.iterate("gd", np.eye(2), np.ones(2), 0, lr=0.1), "steps must be"),
+    "unknown-tuning": (lambda t: t.named_tuning("hb", "standard", 1, 10), "no tuning 'standard'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(THEORY_CASES))
+def test_theory_api_refuses(name):
+    call, match = THEORY_CASES[name]
+    refuses(lambda: call(_theory()), match)
+
+
+@pytest.mark.xfail(strict=True, reason="open: theory/discrete.check_eigs casts complex eigenvalues to real "
+                   "(NumPy's ComplexWarning) instead of refusing them")
+def test_complex_eigenvalues_are_refused():
+    refuses(lambda: _theory().spectral_radius("gd", np.array([1 + 1j, 2.0]), lr=0.1), "real")
+
+
+@pytest.mark.xfail(strict=True, reason="open: rates on 1e-320 report 'rate 1 (unstable)'; 1 - eta*lam rounds to 1 "
+                   "in float64, so the eigenvalue is below what a rate can resolve and should be refused")
+def test_eigenvalues_below_float64_resolution_are_refused():
+    refuses(lambda: _theory().spectral_radius("gd", [1e-320, 1.0], lr=0.5), "eigenvalue")
+
+
 @pytest.mark.parametrize("setting", ["medium", "", None])
 def test_runner_refuses_settings(setting):
     refuses(lambda: runner.run("gd-linear", setting=setting, progress=False), "setting")

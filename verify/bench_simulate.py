@@ -23,6 +23,7 @@ from ntkode.numerics.backend import get_xp
 from ntkode.numerics.network import forward
 from ntkode.numerics.simulate import choose_space
 from ntkode.declaration import GradOp, load_method
+from ntkode.errors import NtkodeError
 from ntkode.theory.statespace import combine
 
 PRESETS = {
@@ -117,7 +118,9 @@ def _sync(xp) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     p = dict(PRESETS[args.preset])
-    if args.steps:
+    if args.steps is not None:
+        if args.steps < 1:
+            raise NtkodeError(f"--steps must be a positive integer; got {args.steps}")
         p["steps"] = args.steps
     xp = get_xp(args.device or p["device"])
     X, y = sphere_data(p["n"], p["d"], seed=0)
@@ -162,6 +165,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default=None, help="override the preset's device")
-    p.add_argument("--steps", type=int, default=0, help="override the preset's step count")
+    p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=handle)

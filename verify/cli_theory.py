@@ -18,8 +18,8 @@ from ntkode.theory.ode import ode_hypers
 from .cli_hyper import add_hyper_flags, given_hyper
 
 THEORY_CONVENTIONS = """conventions:
-  METHOD is a built-in name (gd, hb, nag-sc, nag, mom2) or a path to a .toml declaration (README: "Declaring
-  a method"). Hyper-parameters: --hyper name=value,... for any method; the built-ins also take --lr,
+  METHOD is a built-in name (`ntkode methods` lists them) or a path to a .toml declaration (README:
+  "Declaring a method"). Hyper-parameters: --hyper name=value,... for any method; the built-ins also take --lr,
   --momentum, --momentum2, --r (and --damping for the ODE).
   Per-eigenvalue analysis of the error e = u - y on the NTK eigenvalues lam (loss 1/2 ||u - y||^2;
   with the 'mean' loss divide the eigenvalues by n).
