@@ -444,16 +444,20 @@ def test_theory_api_refuses(name):
     refuses(lambda: call(_theory()), match)
 
 
-@pytest.mark.xfail(strict=True, reason="open: theory/discrete.check_eigs casts complex eigenvalues to real "
-                   "(NumPy's ComplexWarning) instead of refusing them")
 def test_complex_eigenvalues_are_refused():
     refuses(lambda: _theory().spectral_radius("gd", np.array([1 + 1j, 2.0]), lr=0.1), "real")
 
 
-@pytest.mark.xfail(strict=True, reason="open: rates on 1e-320 report 'rate 1 (unstable)'; 1 - eta*lam rounds to 1 "
-                   "in float64, so the eigenvalue is below what a rate can resolve and should be refused")
 def test_eigenvalues_below_float64_resolution_are_refused():
     refuses(lambda: _theory().spectral_radius("gd", [1e-320, 1.0], lr=0.5), "eigenvalue")
+    refuses(lambda: _theory().spectral_radius("gd", [1e-17, 1.0], lr=0.5), "resolution")
+    refuses(lambda: _theory().spectral_radius("gd", [1.0, 2.0 + 0j], lr=0.5), "real")
+    assert _theory().spectral_radius("gd", [1e-15, 1.0], lr=1.0).rate == 1 - 1e-15  # inside the resolution
+
+
+def test_boolean_hyper_parameter_is_refused():
+    refuses(lambda: _theory().spectral_radius("gd", [1.0, 2.0], lr=True), "lr")
+    refuses(lambda: _theory().spectral_radius("gd", [1.0, 2.0], lr=np.array([True])), "lr")
 
 
 @pytest.mark.parametrize("setting", ["medium", "", None])

@@ -249,7 +249,11 @@ class RateResult:
 
 
 def check_eigs(eigs: ArrayLike) -> np.ndarray:
-    """Eigenvalues as a 1-D float64 array, or NtkodeError if empty, non-finite or non-positive."""
+    """Eigenvalues as a 1-D float64 array, or NtkodeError if empty, complex, non-finite, non-positive,
+    subnormal, or spread beyond float64's resolution (lam_max/lam_min > 1/eps, where 1 - eta lam_min
+    rounds to 1 at any step size that keeps lam_max stable)."""
+    if np.iscomplexobj(eigs) or any(isinstance(e, complex) for e in np.ravel(np.asarray(eigs, dtype=object))):
+        raise NtkodeError(f"eigenvalues must be real numbers; got {eigs!r}")
     try:
         arr = np.atleast_1d(np.asarray(eigs, dtype=float))
     except (TypeError, ValueError):
@@ -259,6 +263,13 @@ def check_eigs(eigs: ArrayLike) -> np.ndarray:
     bad = arr[~np.isfinite(arr) | (arr <= 0)]
     if bad.size:
         raise NtkodeError(f"eigenvalues must be finite and > 0; got {', '.join(f'{b:g}' for b in bad[:5])}")
+    tiny, eps = np.finfo(float).tiny, np.finfo(float).eps
+    if arr.min() < tiny:
+        raise NtkodeError(f"eigenvalue {arr.min():g} is below float64's smallest normal number {tiny:.3g}; "
+                          "rescale the spectrum (and the step size with it)")
+    if arr.max() / arr.min() > 1 / eps:
+        raise NtkodeError(f"eigenvalues spread by {arr.max() / arr.min():.3g}, beyond float64's resolution 1/eps = "
+                          f"{1 / eps:.3g}: the slowest rate rounds to 1")
     return arr
 
 
