@@ -1,0 +1,582 @@
+"""Property-testing kit for declared methods: hypothesis strategies and assertions (docs/theory.md#property-tests).
+
+A user property-tests their own declaration in their own test suite:
+
+    from hypothesis import given
+    from ntkode.testing import spectra, stable_hyper, assert_rates_agree
+
+    @given(spectra(), stable_hyper("my_method.toml"))
+    def test_my_method(eigs, hyper):
+        assert_rates_agree("my_method.toml", eigs, hyper)
+
+Normalisation: every spectrum and kernel drawn here has lam_max = 1 exactly and lam_0 >= 1/kappa_max
+(`KAPPA_MAX` = 1e4 unless given); `stable_hyper` draws hyper-parameters that are Jury-stable on that whole
+interval, so spectra and hyper-parameters may be drawn independently. Scale a kernel by c and its step
+sizes by 1/c for other units (`assert_scaling_equals_lr` checks that this is the same method).
+
+hypothesis is an optional dependency: `pip install "ntkode[testing]"`.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Mapping
+
+try:
+    from hypothesis import assume
+    from hypothesis import strategies as st
+except ImportError:  # hypothesis is the `testing` extra, not a dependency of ntkode
+    raise ImportError('ntkode.testing needs hypothesis; install it with: pip install "ntkode[testing]"') from None
+
+import mpmath
+import numpy as np
+import sympy as sp
+from numpy.typing import ArrayLike
+
+from ntkode.declaration import Hyper, Method, load_method
+from ntkode.symbols import h as H_SYM, lam as LAM, t as T_SYM, z as Z_SYM
+
+__all__ = [
+    "KAPPA_MAX", "SPECTRUM_KINDS", "any_hyper", "assert_invariant_under_conjugation", "assert_ode_rate_agrees",
+    "assert_rates_agree", "assert_scaling_equals_lr", "data_sets", "empirical_kernels", "kernels",
+    "ode_hyper", "orthogonal_matrices", "spectra", "spectral_kernels", "sphere_kernels", "stable_hyper",
+]
+
+#: largest condition number lam_max / lam_0 that `spectra` and the kernel strategies draw, and the bottom
+#: 1/KAPPA_MAX of the interval on which `stable_hyper` is stable
+KAPPA_MAX = 1e4
+SPECTRUM_KINDS = ("log-uniform", "clustered", "near-singular", "heavy-tailed")
+#: float64 unit round-off
+UNIT = np.finfo(float).eps / 2
+#: digits of the symbolic reference (the derived polynomial's roots and closed-form rate, evaluated by mpmath)
+REFERENCE_DIGITS = 40
+#: backward error of a float64 root, in units of UNIT times the polynomial's (or T's) scale: each coefficient
+#: of p(z) is a few float64 operations on lam and the hyper-parameters (<= 8 roundings for the shipped
+#: declarations), and LAPACK's eig has a backward error of a small multiple of n u ||T||; 64 covers both
+ROOT_BACKWARD = 64.0
+#: steps of the iterated recurrence; the decay is fitted on the second half
+ITERATED_STEPS = 4000
+#: |fitted log-decay - log rho| <= ITERATED_ABS / K, K raised for slow modes; see `_iterated_tolerance`
+ITERATED_ABS = 12.0
+ITERATED_REL = 0.05
+#: most steps the iterated route takes to reach ITERATED_REL on a slow mode (about 0.3 s of CPU)
+ITERATED_MAX_STEPS = 16000
+#: points of the grids on which stability and double roots are looked for (log-spaced in lam * step)
+STABILITY_GRID = 1201
+#: largest lam * step considered when no instability is found below it
+STEP_CAP = 1e3
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+def _method(method: Any) -> Method:
+    return load_method(method)
+
+
+def _declared(m: Method, hyper: Mapping[str, Any]) -> dict[str, float]:
+    """{declared name: float} from names or aliases (NtkodeError for unknown or out-of-domain values)."""
+    return m.scalar_hyper(dict(hyper))
+
+
+def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random orthogonal matrix (QR of a Gaussian, signs fixed by diag(R))."""
+    q, r = np.linalg.qr(rng.normal(size=(n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def _eigs(eigs: ArrayLike) -> np.ndarray:
+    from ntkode.theory.discrete import check_eigs
+    return check_eigs(eigs)
+
+
+# -- strategies: spectra --------------------------------------------------------------------------
+
+def _log_uniform(low: float, high: float) -> st.SearchStrategy[float]:
+    return st.floats(math.log10(low), math.log10(high)).map(lambda u: 10.0**u)
+
+
+@st.composite
+def spectra(draw: st.DrawFn, kinds: tuple[str, ...] = SPECTRUM_KINDS, min_size: int = 2, max_size: int = 8,
+            kappa_max: float = KAPPA_MAX) -> np.ndarray:
+    """Ascending kernel eigenvalues with lam_max = 1 exactly and lam_0 >= 1/kappa_max, of one of four kinds:
+
+    - log-uniform: kappa log-uniform in [1, kappa_max], log lam uniform on [-log kappa, 0];
+    - clustered: one to three centres (log-uniform on [1/kappa_max, 1]), each eigenvalue within a relative
+      10^-8 .. 10^-2 of its centre (near-equal eigenvalues mix their modes);
+    - near-singular: lam_0 within a factor 10 of 1/kappa_max, the others log-uniform on [0.01, 1];
+    - heavy-tailed: Pareto draws (1 - u)^(-1/a), a in [0.3, 3], divided by their maximum (a few large
+      eigenvalues over a bulk of small ones, as NTK spectra of data on the sphere), floored at 1/kappa_max.
+    """
+    if not 1 <= kappa_max or not 1 <= min_size <= max_size:
+        raise ValueError("need kappa_max >= 1 and 1 <= min_size <= max_size")
+    kind = draw(st.sampled_from(kinds))
+    n = draw(st.integers(min_size, max_size))
+    floor = 1.0 / kappa_max
+    if kind == "log-uniform":
+        low = 1.0 / draw(_log_uniform(1.0, kappa_max))
+        eigs = [draw(_log_uniform(low, 1.0)) if low < 1 else 1.0 for _ in range(n)]
+    elif kind == "clustered":
+        centres = [draw(_log_uniform(floor, 1.0)) for _ in range(draw(st.integers(1, 3)))]
+        eigs = [draw(st.sampled_from(centres)) * (1 + draw(st.sampled_from([-1, 1])) * draw(_log_uniform(1e-8, 1e-2)))
+                for _ in range(n)]
+    elif kind == "near-singular":
+        eigs = [floor * draw(_log_uniform(1.0, 10.0))] + [draw(_log_uniform(1e-2, 1.0)) for _ in range(n - 1)]
+    elif kind == "heavy-tailed":
+        a = draw(st.floats(0.3, 3.0))
+        eigs = [(1.0 - draw(st.floats(0.0, 1.0 - 1e-9))) ** (-1.0 / a) for _ in range(n)]
+    else:
+        raise ValueError(f"unknown spectrum kind {kind!r}; choose from {SPECTRUM_KINDS}")
+    arr = np.asarray(eigs, dtype=float)
+    arr = np.maximum(arr / arr.max(), floor)
+    return np.sort(arr / arr.max())
+
+
+# -- strategies: kernels --------------------------------------------------------------------------
+
+@st.composite
+def orthogonal_matrices(draw: st.DrawFn, n: int) -> np.ndarray:
+    """A Haar-random n x n orthogonal matrix (from a drawn seed)."""
+    return _orthogonal(n, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
+
+
+def _well_separated(x: np.ndarray, min_angle: float) -> bool:
+    """No two inputs within `min_angle` radians of parallel or antiparallel (H-inf is then positive definite)."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = np.abs(unit @ unit.T)[np.triu_indices(len(x), 1)]
+    return bool(np.all(cos < math.cos(min_angle)))
+
+
+@st.composite
+def data_sets(draw: st.DrawFn, n: tuple[int, int] = (2, 8), d: tuple[int, int] = (3, 6),
+              on_sphere: bool | None = None, min_angle: float = 0.05) -> np.ndarray:
+    """Gaussian directions in R^d, unit norm (on_sphere=True), or with norms in [0.3, 3] (False), or either
+    (None); no two within `min_angle` radians of parallel."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.normal(size=(draw(st.integers(*n)), draw(st.integers(*d))))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    if not (draw(st.booleans()) if on_sphere is None else on_sphere):
+        x *= rng.uniform(0.3, 3.0, size=(len(x), 1))
+    assume(_well_separated(x, min_angle))
+    return x
+
+
+def _normalised(kernel: np.ndarray, kappa_max: float, normalise: bool) -> np.ndarray:
+    from ntkode.numerics import kernel_spectrum
+    eigs = kernel_spectrum(kernel)[0]
+    assume(eigs[0] >= eigs[-1] / kappa_max)
+    return kernel / eigs[-1] if normalise else kernel
+
+
+@st.composite
+def sphere_kernels(draw: st.DrawFn, kappa_max: float = KAPPA_MAX, normalise: bool = True,
+                   on_sphere: bool | None = True) -> np.ndarray:
+    """H-infinity of random data (`data_sets`; on the unit sphere by default), divided by its largest
+    eigenvalue unless normalise=False; condition number <= kappa_max."""
+    from ntkode.numerics import ntk_infinite
+    return _normalised(ntk_infinite(draw(data_sets(on_sphere=on_sphere))), kappa_max, normalise)
+
+
+@st.composite
+def empirical_kernels(draw: st.DrawFn, widths: tuple[int, ...] = (64, 256, 1024), kappa_max: float = 1e3,
+                      normalise: bool = True) -> np.ndarray:
+    """The empirical NTK H(W_0) of a random two-layer ReLU net of one of `widths` on random data; at these
+    small widths lam_0(H(W_0)) can sit far below lam_0(H-inf), so kappa_max defaults to 1e3."""
+    from ntkode.numerics import init_network, ntk_empirical
+    x = draw(data_sets())
+    w, a = init_network(draw(st.sampled_from(widths)), x.shape[1], seed=draw(st.integers(0, 2**31 - 1)))
+    return _normalised(ntk_empirical(w, a, x), kappa_max, normalise)
+
+
+@st.composite
+def spectral_kernels(draw: st.DrawFn, kappa_max: float = KAPPA_MAX, max_size: int = 8) -> np.ndarray:
+    """Q diag(lam) Q^T: a `spectra` draw with a Haar-random orthogonal Q."""
+    eigs = draw(spectra(kappa_max=kappa_max, max_size=max_size))
+    q = draw(orthogonal_matrices(len(eigs)))
+    return (q * eigs) @ q.T
+
+
+def kernels(kappa_max: float = KAPPA_MAX, normalise: bool = True) -> st.SearchStrategy[np.ndarray]:
+    """A kernel from the three families of docs/theory.md#property-tests: H-inf of random data (on or off
+    the sphere), Q diag(lam) Q^T of a random spectrum, or H(W_0) of a random finite-width net."""
+    if not normalise:
+        return st.one_of(sphere_kernels(kappa_max, False, None), empirical_kernels(normalise=False))
+    return st.one_of(sphere_kernels(kappa_max, True, None), spectral_kernels(kappa_max),
+                     empirical_kernels(kappa_max=min(kappa_max, 1e3)))
+
+
+# -- strategies: hyper-parameters -----------------------------------------------------------------
+
+def _in_domain(hp: Hyper) -> st.SearchStrategy[float]:
+    """A value in hp's declared domain: closed ends exactly, open ends approached to a relative 10^-8,
+    interior points; an unbounded side is drawn log-uniformly within 0.1 .. 10 of the finite end."""
+    low, high = hp.low, hp.high
+    if math.isinf(low) and math.isinf(high):
+        return st.floats(-10.0, 10.0)
+    if math.isinf(high):
+        return _log_uniform(0.1, 10.0).map(lambda u: low + u)
+    if math.isinf(low):
+        return _log_uniform(0.1, 10.0).map(lambda u: high - u)
+    width = high - low
+    near_low = _log_uniform(1e-8, 0.1).map(lambda u: low + u * width)
+    near_high = _log_uniform(1e-8, 0.1).map(lambda u: high - u * width)
+    options = [st.floats(low, high, exclude_min=not hp.low_closed, exclude_max=not hp.high_closed),
+               near_low, near_high]
+    options += [st.just(low)] if hp.low_closed else []
+    options += [st.just(high)] if hp.high_closed else []
+    return st.one_of(*options)
+
+
+@st.composite
+def any_hyper(draw: st.DrawFn, method: Any, lam_max: float = 1.0, step_range: tuple[float, float] = (0.05, 2.5)
+              ) -> dict[str, float]:
+    """Hyper-parameters anywhere in their declared domains, stable or not: each step size (`Method.step_size_hypers`)
+    is c / lam_max with c in `step_range`, the others as in `stable_hyper`."""
+    m = _method(method)
+    out = {}
+    for hp in m.hyper:
+        if hp.name in m.step_size_hypers:
+            out[hp.name] = draw(st.floats(*step_range)) / lam_max
+        else:
+            out[hp.name] = draw(_in_domain(hp))
+    return out
+
+
+@lru_cache(maxsize=None)
+def _stability_function(m: Method):
+    """(lam, *hyper) -> Jury's conditions on the rate polynomial, each a numpy boolean (vectorised)."""
+    from ntkode.theory import jury_conditions
+    from ntkode.theory.discrete import rate_polynomial
+    conditions = jury_conditions(rate_polynomial(m))
+    parts = conditions.args if isinstance(conditions, sp.And) else (conditions,)
+    return [sp.lambdify((LAM, *m.symbols), c, "numpy") for c in parts]
+
+
+@lru_cache(maxsize=None)
+def _discriminant_function(m: Method):
+    """(lam, *hyper) -> discriminant of the rate polynomial in z (None for degree 1): 0 at a double root."""
+    from ntkode.theory.discrete import rate_polynomial
+    poly = sp.Poly(rate_polynomial(m), Z_SYM)
+    if poly.degree() < 2:
+        return None
+    return sp.lambdify((LAM, *m.symbols), sp.discriminant(poly), "numpy")
+
+
+def _args(m: Method, values: Mapping[str, float], steps: Mapping[str, float], scale) -> list:
+    return [scale * steps[n] if n in steps else values[n] for n in m.hyper_names]
+
+
+def _stable_on(m: Method, values: dict, steps: dict, x) -> np.ndarray:
+    """Jury-stable at lam = 1 with step sizes scaled by x (an array), i.e. at lam * step = x."""
+    args = _args(m, values, steps, np.asarray(x, dtype=float))
+    out = np.ones(np.shape(x), dtype=bool)
+    with np.errstate(all="ignore"):
+        for condition in _stability_function(m):
+            out &= np.asarray(condition(1.0, *args), dtype=bool)
+    return out
+
+
+def _stable_step_edge(m: Method, values: dict, steps: dict, kappa_max: float) -> float:
+    """Largest scale s of the step sizes that is Jury-stable at every lam in [1/kappa_max, 1] (checked on a log
+    grid of lam * s, the edge bisected to round-off); 0 when even the smallest is unstable."""
+    grid = np.geomspace(1e-6 / kappa_max, STEP_CAP, STABILITY_GRID)
+    ok = _stable_on(m, values, steps, grid)
+    if ok.all():
+        return STEP_CAP
+    first = int(np.argmin(ok))
+    if first == 0:
+        return 0.0
+    good, bad = grid[first - 1], grid[first]
+    for _ in range(60):
+        mid = 0.5 * (good + bad)
+        good, bad = (mid, bad) if _stable_on(m, values, steps, mid) else (good, mid)
+    return float(good)
+
+
+def _double_root_steps(m: Method, values: dict, steps: dict, edge: float) -> list[float]:
+    """Scales s < edge at which the rate polynomial at lam = 1 has a double root (sign changes of the
+    discriminant along s, bisected to round-off)."""
+    disc = _discriminant_function(m)
+    if disc is None or edge <= 0:
+        return []
+    grid = np.geomspace(edge * 1e-4, edge, STABILITY_GRID)
+    with np.errstate(all="ignore"):
+        values_on_grid = np.real(disc(1.0, *_args(m, values, steps, grid)))
+    sign = np.sign(values_on_grid)
+    found = []
+    for i in np.flatnonzero(sign[:-1] * sign[1:] < 0):
+        a, b = grid[i], grid[i + 1]
+        fa = sign[i]
+        for _ in range(80):
+            mid = 0.5 * (a + b)
+            fm = np.sign(np.real(disc(1.0, *_args(m, values, steps, mid))))
+            a, b, fa = (mid, b, fm) if fm == fa else (a, mid, fa)
+        found.append(float(a))
+    return found
+
+
+@st.composite
+def stable_hyper(draw: st.DrawFn, method: Any, kappa_max: float = KAPPA_MAX, lam_max: float = 1.0
+                 ) -> dict[str, float]:
+    """Hyper-parameters (declared names) inside the method's Jury stability region for every lam in
+    [lam_max/kappa_max, lam_max]: the whole interval `spectra(kappa_max=...)` draws from (lam_max = 1), so a
+    spectrum and a setting drawn independently are always a stable pair.
+
+    Each hyper-parameter that is not a step size is drawn in its declared domain, its ends included or
+    approached (`_in_domain`); the step sizes (`Method.step_size_hypers`, which enter p(z) only through
+    lam * step) get random relative weights and one common scale s. Stability of p(z) at every lam in the
+    interval is then stability at lam = 1 for every scale in [s/kappa_max, s]; Jury's conditions on a
+    log grid of 1201 points give the edge s* (bisected to round-off), and s is drawn: anywhere in
+    (1e-3 s*, s*) (small steps: rates within 1e-7 of 1 at lam_0), within a relative 10^-12 .. 10^-2 below the
+    edge (the boundary), or at/near a double root of p(z) at lam_max (a discriminant zero below the edge).
+    Settings with no stable step (s* = 0) are rejected (hypothesis.assume). The grid is exact for regions
+    that are intervals in lam * step (all shipped methods); a region with holes narrower than the grid's
+    0.03 spacing in log10 could be missed.
+    """
+    m = _method(method)
+    values = {hp.name: draw(_in_domain(hp)) for hp in m.hyper if hp.name not in m.step_size_hypers}
+    names = m.step_size_hypers
+    steps = {n: (draw(st.floats(0.1, 1.0)) if len(names) > 1 else 1.0) for n in names}
+    if not names:
+        assume(bool(_stable_on(m, values, steps, np.geomspace(1.0 / kappa_max, 1.0, STABILITY_GRID)).all()))
+        return values
+    edge = _stable_step_edge(m, values, steps, kappa_max)
+    assume(edge > 0)
+    region = draw(st.sampled_from(["interior", "edge", "double root"]))
+    doubles = _double_root_steps(m, values, steps, edge) if region == "double root" else []
+    if doubles:
+        s = draw(st.sampled_from(doubles)) * (1 + draw(st.sampled_from([0.0, 1e-12, -1e-12, 1e-6, -1e-6, 1e-3])))
+    elif region == "edge":
+        s = edge * (1 - draw(_log_uniform(1e-12, 1e-2)))
+    else:
+        s = edge * draw(st.floats(1e-3, 1.0, exclude_max=True))
+    assume(0 < s < edge and bool(_stable_on(m, values, steps, np.geomspace(s / kappa_max, s, 257)).all()))
+    return {n: (steps[n] * s / lam_max if n in steps else values[n]) for n in m.hyper_names}
+
+
+def ode_hyper(method: Any, resolution: str = "low", lam_max: float = 1.0) -> st.SearchStrategy[dict]:
+    """The hyper-parameters `ode_rate` needs (`ntkode.theory.ode.ode_hypers`): the [ode]'s new names (such as the
+    damping gamma, drawn in [0.01, 4] sqrt(lam_max) when its domain is [0, inf)) and declared ones in their
+    domains; at high resolution the step size too, c^2/lam_max with c in [0.01, 0.3] (h = c/sqrt(lam_max))."""
+    from ntkode.theory.ode import ode_hypers
+    m = _method(method)
+    if m.ode is None:
+        raise ValueError(f"method {m.name!r} declares no [ode]")
+    new = {hp.name for hp in m.ode.new}
+    fields = {}
+    for hp in ode_hypers(m, resolution):
+        if hp.name in m.step_size_hypers:
+            fields[hp.name] = st.floats(0.01, 0.3).map(lambda c: c * c / lam_max)
+        elif hp.name in new and hp.low == 0 and math.isinf(hp.high):
+            fields[hp.name] = st.floats(0.01, 4.0).map(lambda g: g * math.sqrt(lam_max))
+        else:
+            fields[hp.name] = _in_domain(hp)
+    return st.fixed_dictionaries(fields)
+
+
+# -- the symbolic reference ---------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _reference_functions(m: Method):
+    """(coefficients, closed-form rate or None), both mpmath functions of (lam, *hyper): the monic
+    coefficients [c_0 .. c_{q-1}] of the derived rate polynomial, and `derive(m).rate` where sympy has one."""
+    from ntkode.theory import derive
+    from ntkode.theory.discrete import monic_coefficients, rate_polynomial
+    args = (LAM, *m.symbols)
+    coeffs = sp.lambdify(args, monic_coefficients(rate_polynomial(m)), "mpmath")
+    rate = derive(m).rate
+    closed = None if rate.has(sp.nan) or rate == sp.nan else sp.lambdify(args, rate, "mpmath")
+    return coeffs, closed
+
+
+def _reference(m: Method, lam: float, args: list[float]) -> tuple[list[complex], float | None, list[float]]:
+    """(roots, closed-form rate or None, monic coefficients) of the derived rate polynomial at lam, by mpmath
+    at REFERENCE_DIGITS digits from the exact float64 inputs."""
+    coeff_fn, closed_fn = _reference_functions(m)
+    with mpmath.workdps(REFERENCE_DIGITS):
+        margs = [mpmath.mpf(float(lam))] + [mpmath.mpf(float(a)) for a in args]
+        coeffs = [mpmath.mpmathify(c) for c in coeff_fn(*margs)]
+        monic = [mpmath.mpf(1)] + list(reversed(coeffs))
+        roots = mpmath.polyroots(monic, maxsteps=400, extraprec=4 * REFERENCE_DIGITS) if len(coeffs) > 1 \
+            else [-coeffs[0]]
+        closed = None
+        if closed_fn is not None:
+            try:
+                closed = float(abs(mpmath.mpmathify(closed_fn(*margs))))
+            except (ZeroDivisionError, ValueError, TypeError):  # a closed form singular at this point
+                closed = None
+        return [complex(r) for r in roots], closed, [float(mpmath.re(c)) for c in coeffs]
+
+
+def _root_tolerance(roots: list[complex], i: int, delta: float) -> float:
+    """How far a backward error delta in p can move root i: eps solving eps * prod_{j != i}(d_j + eps) = delta
+    (d_j = |z_i - z_j|), times 4. This is delta / |p'(z_i)| for a simple root and (m! delta / |p^(m)|)^(1/m)
+    up to a constant for a root of multiplicity m (the Newton-polygon estimate)."""
+    d = [abs(roots[i] - r) for j, r in enumerate(roots) if j != i]
+
+    def g(eps: float) -> float:
+        return eps * math.prod(x + eps for x in d) - delta
+
+    low, high = 0.0, max(1.0, delta)
+    while g(high) < 0:
+        high *= 2
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if g(mid) < 0 else (low, mid)
+    return 4 * high
+
+
+@lru_cache(maxsize=None)
+def _transition_function(m: Method):
+    """(lam, *hyper) -> T(lam) as a numpy matrix; a time-varying T at its k -> infinity limit."""
+    from ntkode.theory.discrete import limit_in_k
+    T = m.transition.applyfunc(limit_in_k) if m.time_varying else m.transition
+    return sp.lambdify((LAM, *m.symbols), T, "numpy")
+
+
+# -- assertions: one rate, four routes ----------------------------------------------------------
+
+class RatesDisagree(AssertionError):
+    """Two routes to a rate disagree by more than their derived tolerance."""
+
+
+def _fail(message: str) -> None:
+    raise RatesDisagree(message)
+
+
+def _log_window_norms(E: np.ndarray, scale: np.ndarray, q: int, ks: np.ndarray) -> np.ndarray:
+    """log ||(e_k, ..., e_{k-q+1})|| from a renormalised iteration (true e_j = E[j] exp(scale[j]))."""
+    out = np.empty(len(ks))
+    for i, k in enumerate(ks):
+        window = slice(k - q + 1, k + 1)
+        norm = np.linalg.norm(E[window] * np.exp(scale[window] - scale[k])[:, None])
+        out[i] = math.log(norm) + scale[k] if norm > 0 else -math.inf
+    return out
+
+
+def _ls_slope(t: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y against t."""
+    tc = t - t.mean()
+    return float(tc @ (y - y.mean()) / (tc @ tc))
+
+
+def iterated_steps(log_rho: float, steps: int = ITERATED_STEPS, max_steps: int = ITERATED_MAX_STEPS) -> int:
+    """K for the iterated route: `steps`, raised towards ITERATED_ABS / (ITERATED_REL |log rho|) (at most
+    `max_steps`) so that a slow mode is held to ITERATED_REL of its log-rate where the budget allows."""
+    if log_rho == 0 or not math.isfinite(log_rho):
+        return max_steps if log_rho == 0 else steps
+    return int(min(max_steps, max(steps, math.ceil(ITERATED_ABS / (ITERATED_REL * abs(log_rho))))))
+
+
+def _iterated_tolerance(steps: int, richardson: bool) -> float:
+    """|fitted log-decay - log rho| allowed after K = steps: ITERATED_ABS / K, four times that for a time-varying
+    method. The least-squares slope over [K/2, K] moves by at most 6 R / K for a residual bounded by R (sum of
+    |weights| = 3 / (K/2)); the residuals are (i) the other modes, amplitude 1 along every eigenvector
+    (e_0 = Q 1), contributing at most max_g g e^{-g K/2} ~ 0.7/K per mode, (ii) the bounded oscillation of a
+    complex pair's window norm, and (iii) a Jordan block's k^(m-1), whose slope over [K/2, K] is
+    1.39 (m-1)/K <= 2.8/K for q <= 3. ITERATED_ABS = 12 (R = 2) covers these with margin; the former test's
+    200 random draws showed at most 5.3/K. A time-varying method's unknown power-law envelope k^p is removed
+    by Richardson extrapolation, 2 s[K/2, K] - s[K/4, K/2], whose weights sum to 24/K: four times the budget."""
+    return (4.0 if richardson else 1.0) * ITERATED_ABS / steps
+
+
+def assert_rates_agree(method: Any, eigs: ArrayLike, hyper: Mapping[str, float], steps: int = ITERATED_STEPS,
+                       envelope_power: float | None = None) -> None:
+    """One rate, four routes (docs/theory.md#property-tests), on every eigenvalue of `eigs`:
+
+    1. symbolic: the derived rate polynomial's roots at 40 digits (mpmath), and `derive(method).rate`, the
+       closed form, where sympy has one; they must agree to 1e-15 (both exact up to the reference precision);
+    2. compiled: `spectral_radius(method, eigs, **hyper)` (float64) per eigenvalue;
+    3. state matrix: every reference root is an eigenvalue of T(lam) (numpy), and max |eig T(lam)| is the rate
+       when the declaration keeps no cancelled mode (degree = number of state variables);
+    4. iterated: the declared step applied to a quadratic with Hessian Q diag(eigs) Q^T (Q Haar-random, seed 0)
+       from e_0 = Q 1 decays like rho^k: the least-squares slope of log||(e_k .. e_{k-q+1})|| over [K/2, K]
+       (K = `steps`, raised up to ITERATED_MAX_STEPS for slow modes, `iterated_steps`) is log rho within
+       `_iterated_tolerance`; a time-varying method's power-law envelope k^p is removed with the known
+       `envelope_power` p (Nesterov: -r/2, docs/theory.md#nesterov) or else by Richardson extrapolation;
+       and `stable` is rate < 1.
+
+    Tolerances: routes 2 and 3 differ from the reference by at most 4 eps*, eps* the root perturbation for a
+    backward error ROOT_BACKWARD u (sum |c_i| |z|^i) (polynomial) or ROOT_BACKWARD u n ||T|| (|z| + ||T||)^(n-1)
+    (matrix) (`_root_tolerance`): 1e-14 for a simple root, ~sqrt(u) at a double root.
+    `hyper` uses declared names or aliases. Raises AssertionError saying which routes disagree and by how much.
+    """
+    from ntkode.theory import iterate, spectral_radius
+    m = _method(method)
+    lam_ = _eigs(eigs)
+    values = _declared(m, hyper)
+    args = [values[n] for n in m.hyper_names]
+    compiled = spectral_radius(m, lam_, **values)
+    transition = _transition_function(m)
+    ref_rates, ref_tols = [], []
+    for i, lam in enumerate(lam_):
+        roots, closed, coeffs = _reference(m, float(lam), args)
+        dom = int(np.argmax(np.abs(roots)))
+        ref = abs(roots[dom])
+        ref_rates.append(ref)
+        where = f"{m.name} at lam={lam!r} with {values}"
+        if closed is not None and abs(closed - ref) > 1e-15 * max(1.0, ref):
+            _fail(f"{where}: closed-form rate {closed!r} != max|root| {ref!r} of the derived polynomial "
+                  f"(difference {abs(closed - ref):.3g})")
+        scale = 1.0 + sum(abs(c) * abs(roots[dom]) ** j for j, c in enumerate(coeffs))
+        tol_poly = _root_tolerance(roots, dom, ROOT_BACKWARD * UNIT * scale)
+        ref_tols.append(tol_poly)
+        if abs(compiled.radius[i] - ref) > tol_poly:
+            _fail(f"{where}: compiled spectral radius {compiled.radius[i]!r} != symbolic {ref!r} "
+                  f"(difference {abs(compiled.radius[i] - ref):.3g} > tolerance {tol_poly:.3g})")
+        T = np.asarray(transition(float(lam), *args), dtype=float)
+        n_state = T.shape[0]
+        norm_t = float(np.linalg.norm(T))
+        eig_t = np.linalg.eigvals(T)
+        delta_t = ROOT_BACKWARD * UNIT * n_state * norm_t * (ref + norm_t) ** (n_state - 1)
+        for j, root in enumerate(roots):
+            tol_t = _root_tolerance(roots, j, delta_t) + _root_tolerance(roots, j, ROOT_BACKWARD * UNIT * scale)
+            gap = float(np.min(np.abs(eig_t - root)))
+            if gap > tol_t:
+                _fail(f"{where}: root {root:.12g} of the derived polynomial is not an eigenvalue of T(lam) "
+                      f"(nearest {eig_t[np.argmin(np.abs(eig_t - root))]:.12g}, off by {gap:.3g} > {tol_t:.3g})")
+        if n_state == len(roots):
+            tol_t = _root_tolerance(roots, dom, delta_t)
+            rho_t = float(np.max(np.abs(eig_t)))
+            if abs(rho_t - ref) > tol_t:
+                _fail(f"{where}: spectral radius of T(lam) {rho_t!r} != symbolic rate {ref!r} "
+                      f"(difference {abs(rho_t - ref):.3g} > {tol_t:.3g})")
+    top = int(np.argmax(ref_rates))
+    rate = ref_rates[top]
+    if abs(rate - 1.0) > ref_tols[top] and compiled.stable != (rate < 1):
+        _fail(f"{m.name} with {values}: spectral_radius says stable={compiled.stable} but the rate is {rate!r}")
+    _check_iterated(m, lam_, values, rate, steps, iterate, envelope_power)
+
+
+def _check_iterated(m: Method, lam_: np.ndarray, values: dict, rate: float, steps: int, iterate,
+                    envelope_power: float | None) -> None:
+    """Route 4 of `assert_rates_agree`: the decay of the declared step iterated on Q diag(lam) Q^T."""
+    if int(steps) != steps or steps < 40:
+        raise ValueError(f"steps must be an integer >= 40; got {steps!r}")
+    expected = math.log(rate) if rate > 0 else -math.inf
+    steps = iterated_steps(expected, int(steps), max(int(steps), ITERATED_MAX_STEPS))
+    rng = np.random.default_rng(0)
+    q_mat = _orthogonal(len(lam_), rng)
+    E, scale = iterate(m, (q_mat * lam_) @ q_mat.T, q_mat @ np.ones(len(lam_)), steps, renormalise=True, **values)
+    ks = np.arange(steps // 4, steps + 1)
+    logs = _log_window_norms(E, scale, max(m.degree, 1), ks)
+    where = f"{m.name} with {values} on eigenvalues {lam_.tolist()}"
+    if not np.all(np.isfinite(logs)):
+        if rate > 1e-6:
+            _fail(f"{where}: the iterated error vanished exactly, but the rate is {rate!r}")
+        return
+    if rate == 0.0:
+        _fail(f"{where}: the rate is 0 but the iterated error did not vanish")
+    late = ks >= steps // 2
+    slope = _ls_slope(ks[late].astype(float), logs[late])
+    richardson = m.time_varying and envelope_power is None
+    if richardson:
+        early = ks <= steps // 2
+        slope = 2 * slope - _ls_slope(ks[early].astype(float), logs[early])
+    elif envelope_power:
+        slope -= envelope_power * _ls_slope(ks[late].astype(float), np.log(ks[late]))
+    tol = _iterated_tolerance(steps, richardson)
+    if abs(slope - expected) > tol:
+        _fail(f"{where}: iterating the declared step decays like {math.exp(slope)!r} per step, the theory says "
+              f"{rate!r} (log difference {abs(slope - expected):.3g} > tolerance {tol:.3g} over {steps} steps)")
+    if abs(expected) > tol and (slope < 0) != (rate < 1):
+        _fail(f"{where}: rate {rate!r} but the iterated error {'decays' if slope < 0 else 'grows'}")
