@@ -59,8 +59,8 @@ ITERATED_STEPS = 4000
 #: |fitted log-decay - log rho| <= ITERATED_ABS / K, K raised for slow modes; see `_iterated_tolerance`
 ITERATED_ABS = 12.0
 ITERATED_REL = 0.05
-#: most steps the iterated route takes to reach ITERATED_REL on a slow mode (about 0.3 s of CPU)
-ITERATED_MAX_STEPS = 16000
+#: most steps the iterated route takes to reach ITERATED_REL on a slow mode (about 0.4 s of CPU for a 2-state method)
+ITERATED_MAX_STEPS = 8000
 #: points of the grids on which stability and double roots are looked for (log-spaced in lam * step)
 STABILITY_GRID = 1201
 #: largest lam * step considered when no instability is found below it
@@ -444,13 +444,13 @@ def _fail(message: str) -> None:
 
 
 def _log_window_norms(E: np.ndarray, scale: np.ndarray, q: int, ks: np.ndarray) -> np.ndarray:
-    """log ||(e_k, ..., e_{k-q+1})|| from a renormalised iteration (true e_j = E[j] exp(scale[j]))."""
-    out = np.empty(len(ks))
-    for i, k in enumerate(ks):
-        window = slice(k - q + 1, k + 1)
-        norm = np.linalg.norm(E[window] * np.exp(scale[window] - scale[k])[:, None])
-        out[i] = math.log(norm) + scale[k] if norm > 0 else -math.inf
-    return out
+    """log ||(e_k, ..., e_{k-q+1})|| for k in ks (all >= q - 1) from a renormalised iteration, whose true
+    e_j = E[j] exp(scale[j]): scale[k] + log sqrt(sum_j ||E[j]||^2 exp(2 (scale[j] - scale[k])))."""
+    sq = np.einsum("ij,ij->i", E, E)
+    rows = ks[:, None] - np.arange(q)[None, :]
+    with np.errstate(divide="ignore"):
+        total = np.sum(sq[rows] * np.exp(2 * (scale[rows] - scale[ks][:, None])), axis=1)
+        return scale[ks] + 0.5 * np.log(total)
 
 
 def _ls_slope(t: np.ndarray, y: np.ndarray) -> float:
@@ -502,7 +502,7 @@ def assert_rates_agree(method: Any, eigs: ArrayLike, hyper: Mapping[str, float],
     """
     from ntkode.theory import iterate, spectral_radius
     m = _method(method)
-    lam_ = _eigs(eigs)
+    kernel, lam_, vectors = _spectrum(eigs)
     values = _declared(m, hyper)
     args = [values[n] for n in m.hyper_names]
     compiled = spectral_radius(m, lam_, **values)
@@ -544,22 +544,72 @@ def assert_rates_agree(method: Any, eigs: ArrayLike, hyper: Mapping[str, float],
     rate = ref_rates[top]
     if abs(rate - 1.0) > ref_tols[top] and compiled.stable != (rate < 1):
         _fail(f"{m.name} with {values}: spectral_radius says stable={compiled.stable} but the rate is {rate!r}")
-    _check_iterated(m, lam_, values, rate, steps, iterate, envelope_power)
+    if kernel is not None:
+        _check_one_step_map(m, kernel, values, lam_[top], args)
+    if kernel is None:
+        kernel = (vectors * lam_) @ vectors.T
+    _check_iterated(m, kernel, vectors, values, rate, steps, iterate, envelope_power)
 
 
-def _check_iterated(m: Method, lam_: np.ndarray, values: dict, rate: float, steps: int, iterate,
-                    envelope_power: float | None) -> None:
-    """Route 4 of `assert_rates_agree`: the decay of the declared step iterated on Q diag(lam) Q^T."""
+def _spectrum(eigs: ArrayLike) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(kernel or None, ascending eigenvalues, orthonormal eigenvectors) of a spectrum (1-D) or a symmetric
+    kernel (2-D); for a spectrum the eigenvectors are a Haar-random Q (seed 0)."""
+    arr = np.asarray(eigs, dtype=float) if not isinstance(eigs, str) else eigs
+    if isinstance(arr, np.ndarray) and arr.ndim == 2:
+        if arr.shape[0] != arr.shape[1] or not np.allclose(arr, arr.T, rtol=1e-12, atol=0):
+            raise ValueError(f"a kernel must be a symmetric square matrix; got shape {arr.shape}")
+        lam_, vectors = np.linalg.eigh(arr)
+        return arr, _eigs(lam_), vectors
+    lam_ = _eigs(eigs)
+    return None, lam_, _orthogonal(len(lam_), np.random.default_rng(0))
+
+
+#: the step counter at which a time-varying one-step map is taken as its limit; its coefficients are then
+#: within O(1/K_LIMIT) of the limit, a backward error TIME_VARYING_BACKWARD / K_LIMIT
+K_LIMIT = 10**12
+TIME_VARYING_BACKWARD = 100.0
+
+
+def _check_one_step_map(m: Method, kernel: np.ndarray, values: dict, lam_top: float, args: list[float]) -> None:
+    """The declared step on the kernel itself (`apply_step`, column by column over every variable's error
+    vector) is a linear map whose spectral radius is the rate when no mode is cancelled (degree = states)."""
+    from ntkode.theory.statespace import apply_step
+    names = m.state_names
+    if m.degree != len(names):
+        return
+    n = len(kernel)
+    step = K_LIMIT if m.time_varying else 1
+    columns = []
+    for basis in np.eye(n * len(names)):
+        after = apply_step(m, kernel, dict(zip(names, basis.reshape(len(names), n))), step, args)
+        columns.append(np.concatenate([after[name] for name in names]))
+    M = np.array(columns).T
+    rho_map = float(np.max(np.abs(np.linalg.eigvals(M))))
+    roots, _, coeffs = _reference(m, float(lam_top), args)
+    dom = int(np.argmax(np.abs(roots)))
+    norm_m = float(np.linalg.norm(M))
+    q = len(names)
+    delta = ROOT_BACKWARD * UNIT * n * q * norm_m * (abs(roots[dom]) + norm_m) ** (q - 1)
+    if m.time_varying:
+        delta += TIME_VARYING_BACKWARD / K_LIMIT * (1 + sum(abs(c) for c in coeffs))
+    tol = _root_tolerance(roots, dom, delta)
+    rate = abs(roots[dom])
+    if abs(rho_map - rate) > tol:
+        _fail(f"{m.name} with {values}: the declared step on the kernel has spectral radius {rho_map!r}, the "
+              f"symbolic rate is {rate!r} (difference {abs(rho_map - rate):.3g} > {tol:.3g})")
+
+
+def _check_iterated(m: Method, kernel: np.ndarray, vectors: np.ndarray, values: dict, rate: float, steps: int,
+                    iterate, envelope_power: float | None) -> None:
+    """Route 4 of `assert_rates_agree`: the decay of the declared step iterated on the kernel from e_0 = V 1."""
     if int(steps) != steps or steps < 40:
         raise ValueError(f"steps must be an integer >= 40; got {steps!r}")
     expected = math.log(rate) if rate > 0 else -math.inf
     steps = iterated_steps(expected, int(steps), max(int(steps), ITERATED_MAX_STEPS))
-    rng = np.random.default_rng(0)
-    q_mat = _orthogonal(len(lam_), rng)
-    E, scale = iterate(m, (q_mat * lam_) @ q_mat.T, q_mat @ np.ones(len(lam_)), steps, renormalise=True, **values)
+    E, scale = iterate(m, kernel, vectors @ np.ones(len(kernel)), steps, renormalise=True, **values)
     ks = np.arange(steps // 4, steps + 1)
     logs = _log_window_norms(E, scale, max(m.degree, 1), ks)
-    where = f"{m.name} with {values} on eigenvalues {lam_.tolist()}"
+    where = f"{m.name} with {values} on eigenvalues {np.linalg.eigvalsh(kernel).tolist()}"
     if not np.all(np.isfinite(logs)):
         if rate > 1e-6:
             _fail(f"{where}: the iterated error vanished exactly, but the rate is {rate!r}")
@@ -580,3 +630,191 @@ def _check_iterated(m: Method, lam_: np.ndarray, values: dict, rate: float, step
               f"{rate!r} (log difference {abs(slope - expected):.3g} > tolerance {tol:.3g} over {steps} steps)")
     if abs(expected) > tol and (slope < 0) != (rate < 1):
         _fail(f"{where}: rate {rate!r} but the iterated error {'decays' if slope < 0 else 'grows'}")
+
+
+# -- assertions: the ODE limit ------------------------------------------------------------------
+
+#: ODE integration: LSODA at this relative tolerance; the absolute one sits below rtol times the smallest sample, exp(-ODE_HORIZON) ~ 1e-87
+ODE_RTOL = 1e-10
+ODE_ATOL = 1e-110
+#: bound R on the residual of log ||state|| about its exponential (or power-law) trend in the fitted window
+ODE_RESIDUAL = 2.0
+#: length of the fitted window [T/2, T] in units of 1/exponent, capped in absolute time
+ODE_HORIZON, ODE_TIME_CAP = 200.0, 4000.0
+
+
+@lru_cache(maxsize=None)
+def _ode_functions(m: Method, resolution: str):
+    """(a(t, lam, *ode hyper, h) -> [a_0 .. a_{d-1}], the ODE hyper symbols, whether a depends on t)."""
+    from ntkode.theory.ode import ode_coefficients, ode_hypers
+    coeffs = ode_coefficients(m, resolution)
+    symbols = tuple(hp.symbol for hp in ode_hypers(m, resolution))
+    fn = sp.lambdify((T_SYM, LAM, *symbols, H_SYM), list(coeffs), "numpy")
+    return fn, symbols, any(c.has(T_SYM) for c in coeffs)
+
+
+def _integrate_ode(fn, lam: float, params: list[float], h: float, d: int, t0: float, t_end: float, samples,
+                  varying: bool):
+    """solve_ivp (LSODA: the overdamped limits are stiff) of X^(d) + sum a_i(t) X^(i) = 0 from X(t0) = 1,
+    X^(i)(t0) = 0, at the times `samples`; constant coefficients go in as the companion matrix and its Jacobian."""
+    from scipy.integrate import solve_ivp
+
+    def companion(t):
+        A = np.eye(d, k=1)
+        A[-1, :] = [-float(c) for c in fn(t, lam, *params, h)]
+        return A
+
+    fixed = None if varying else companion(t0)
+    jac = (lambda t, y: fixed) if fixed is not None else (lambda t, y: companion(t))
+    y0 = np.zeros(d)
+    y0[0] = 1.0
+    sol = solve_ivp(lambda t, y: jac(t, y) @ y, (t0, t_end), y0, method="LSODA", jac=jac, rtol=ODE_RTOL,
+                    atol=ODE_ATOL, t_eval=samples)
+    if sol.status != 0:
+        raise RatesDisagree(f"solve_ivp failed at lam={lam}: {sol.message}")
+    return sol.y
+
+
+def assert_ode_rate_agrees(method: Any, eigs: ArrayLike, ode_hyper: Mapping[str, float],
+                           resolution: str = "low") -> None:
+    """`ode_rate` = the decay of `scipy.integrate.solve_ivp` on the declared ODE limit, per eigenvalue
+    (docs/theory.md#ode, #property-tests).
+
+    For each lam the ODE X^(d) + sum a_i(t) X^(i) = 0 (`ode_coefficients`) is integrated from X = 1 by solve_ivp (LSODA,
+    rtol 1e-10) and the norm of the state scaled to one frequency, sqrt(sum (w^(d-1-i) X^(i))^2) with
+    w = |a_0(inf)|^(1/d), is sampled on [T/2, T]. Constant coefficients: its least-squares slope against t is
+    -exponent, T = 200/exponent (capped at 4000); a residual bounded by R = 2 moves that slope by 6R/T and a
+    critical (Jordan) factor t^(d-1) by 1.39 (d-1)/T, so the tolerance is (6R + 1.4 (d-1))/T, 6.7 % of the
+    exponent when uncapped. t-dependent coefficients (Nesterov's r/t) with a zero exponent: the slope against
+    log t over [T/4, T] (T = 200/w) is -order, within 3R'/log 4 for a residual R' = 0.1 of the Bessel envelope
+    (its oscillation is scaled out by w and its 1/t corrections are below 0.1 past t w = 50).
+    `ode_hyper`: the ODE's hyper-parameters by name or alias (`ode_hyper` draws them).
+    """
+    from ntkode.theory import ode_rate
+    from ntkode.theory.ode import step_of_eta
+    m = _method(method)
+    lam_ = _eigs(eigs)
+    res = ode_rate(m, lam_, resolution, **ode_hyper)
+    fn, symbols, varying = _ode_functions(m, resolution)
+    pool = {hp.symbol: hp.name for hp in m.hyper + (m.ode.new if m.ode else ())}
+    params = [res.hyper[pool[sym]] for sym in symbols]
+    by_symbol = {sym: value for sym, value in zip(symbols, params)}
+    h = float(step_of_eta(m).subs(by_symbol)) if resolution == "high" else 0.0
+    for i, lam in enumerate(lam_):
+        exponent, order = float(res.per_lambda[i]), float(res.order_per_lambda[i])
+        a_inf = fn(1e12, float(lam), *params, h)
+        d = len(a_inf)
+        w = abs(float(a_inf[0])) ** (1.0 / d) or 1.0
+        scale = np.array([w ** (d - 1 - j) for j in range(d)])[:, None]
+        where = f"{m.name} ODE ({resolution}) at lam={float(lam)!r} with {res.hyper}"
+        t0 = 1.0 if varying else 0.0
+        if varying and exponent == 0.0:
+            t_end = t0 + min(ODE_TIME_CAP, ODE_HORIZON / w)
+            ts = np.geomspace(t_end / 4, t_end, 2001)
+            y = _integrate_ode(fn, float(lam), params, h, d, t0, t_end, ts, varying)
+            measured = -_ls_slope(np.log(ts), np.log(np.linalg.norm(scale * y, axis=0)))
+            tol = 3 * 0.1 / math.log(4.0)
+            if abs(measured - order) > tol:
+                _fail(f"{where}: solve_ivp decays like t^-{measured:.6g}, ode_rate says order {order!r} "
+                      f"(difference {abs(measured - order):.3g} > {tol:.3g})")
+            continue
+        span = min(ODE_TIME_CAP, ODE_HORIZON / exponent) if exponent > 0 else ODE_TIME_CAP
+        t_end = t0 + span
+        ts = np.linspace(t0 + span / 2, t_end, 4001)
+        y = _integrate_ode(fn, float(lam), params, h, d, t0, t_end, ts, varying)
+        measured = -_ls_slope(ts, np.log(np.linalg.norm(scale * y, axis=0)))
+        tol = (6 * ODE_RESIDUAL + 1.4 * (d - 1)) / span
+        if abs(measured - exponent) > tol:
+            _fail(f"{where}: solve_ivp decays like exp(-{measured:.6g} t), ode_rate says exponent {exponent!r} "
+                  f"(difference {abs(measured - exponent):.3g} > tolerance {tol:.3g} over t <= {t_end:.4g})")
+
+
+# -- assertions: invariances --------------------------------------------------------------------
+
+#: steps over which transformed trajectories are compared, and their tolerance on log ||state||: each step
+#: adds a few n u of relative round-off (n <= 8), amplified by the recursion's transient growth (<= 1e3 for the
+#: settings drawn here), so 200 steps stay below 200 * 8 * 4 u * 1e3 ~ 1e-9; 1e-8 leaves a factor 10
+TRAJECTORY_STEPS = 200
+TRAJECTORY_TOL = 1e-8
+
+
+def _log_state_norms(m: Method, kernel: np.ndarray, e0: np.ndarray, hyper: Mapping[str, float]) -> np.ndarray:
+    from ntkode.theory import iterate
+    E, scale = iterate(m, kernel, e0, TRAJECTORY_STEPS, renormalise=True, **hyper)
+    q = max(m.degree, 1)
+    return _log_window_norms(E, scale, q, np.arange(q - 1, TRAJECTORY_STEPS + 1))
+
+
+def _radius_tolerance(m: Method, lam_: np.ndarray, values: dict, relative: float) -> np.ndarray:
+    """How much each per-eigenvalue radius may move when lam moves by a relative `relative`: twice the larger
+    change of the compiled radius at lam (1 +- relative) (this sees the square-root cusp of a double root), plus
+    64 u."""
+    from ntkode.theory import spectral_radius
+    at = spectral_radius(m, lam_, **values).radius
+    up = spectral_radius(m, lam_ * (1 + relative), **values).radius
+    down = spectral_radius(m, lam_ * (1 - relative), **values).radius
+    return 2 * np.maximum(np.abs(up - at), np.abs(down - at)) + 64 * UNIT * np.maximum(1.0, at)
+
+
+def _compare(what: str, got: np.ndarray, want: np.ndarray, tol) -> None:
+    diff = np.abs(np.asarray(got) - np.asarray(want))
+    bad = diff > tol
+    if np.any(bad):
+        i = int(np.argmax(diff - tol))
+        _fail(f"{what}: {np.ravel(got)[i]!r} != {np.ravel(want)[i]!r} at index {i} (difference {np.ravel(diff)[i]:.3g}"
+              f" > tolerance {np.ravel(np.broadcast_to(tol, diff.shape))[i]:.3g})")
+
+
+def assert_invariant_under_conjugation(method: Any, kernel: ArrayLike, hyper: Mapping[str, float],
+                                       seed: int = 0) -> None:
+    """Rates depend only on the spectrum (docs/theory.md#property-tests): for a permutation P and a Haar-random
+    orthogonal Q (both from `seed`), the per-eigenvalue radii on P H P^T and Q H Q^T equal those on H, and the
+    declared step iterated on Q H Q^T from Q e_0 has the same state norms as on H from e_0 for 200 steps.
+
+    Tolerances: eigvalsh of a conjugated kernel moves each eigenvalue by at most 16 n u ||H|| (backward
+    stable), so each radius within `_radius_tolerance` of that relative move; trajectories within
+    TRAJECTORY_TOL in log norm."""
+    from ntkode.theory import spectral_radius
+    m = _method(method)
+    H = np.asarray(kernel, dtype=float)
+    values = _declared(m, hyper)
+    rng = np.random.default_rng(seed)
+    lam_ = np.linalg.eigvalsh(H)
+    relative = 16 * len(H) * UNIT * lam_[-1] / lam_[0]
+    tol = _radius_tolerance(m, lam_, values, relative)
+    want = spectral_radius(m, lam_, **values).radius
+    perm = rng.permutation(len(H))
+    q_mat = _orthogonal(len(H), rng)
+    for name, moved in (("permuted", H[np.ix_(perm, perm)]), ("rotated", q_mat @ H @ q_mat.T)):
+        got = spectral_radius(m, np.linalg.eigvalsh((moved + moved.T) / 2), **values).radius
+        _compare(f"{m.name} with {values}: radius on the {name} kernel", got, want, tol)
+    e0 = rng.normal(size=len(H))
+    rotated = q_mat @ H @ q_mat.T
+    _compare(f"{m.name} with {values}: log state norm iterated on Q H Q^T vs H",
+             _log_state_norms(m, (rotated + rotated.T) / 2, q_mat @ e0, values),
+             _log_state_norms(m, H, e0, values), TRAJECTORY_TOL)
+
+
+def assert_scaling_equals_lr(method: Any, kernel: ArrayLike, hyper: Mapping[str, float], c: float) -> None:
+    """H -> cH is the same optimiser as multiplying every step size by c (docs/theory.md#property-tests): the
+    step sizes are found from the declaration (`Method.step_size_hypers`: the hyper-parameters p(z) depends on
+    only through their product with lam), not by name. `kernel`: a spectrum (1-D) or a symmetric kernel.
+
+    Checks the per-eigenvalue radii (within `_radius_tolerance` of a relative move of 4 u, the rounding of the
+    two products) and, for a kernel, the declared step's trajectories for 200 steps (TRAJECTORY_TOL).
+    Raises ValueError for a method without a step size."""
+    from ntkode.theory import spectral_radius
+    m = _method(method)
+    if not m.step_size_hypers:
+        raise ValueError(f"method {m.name!r} has no step size: p(z) depends on no hyper-parameter through lam * it")
+    values = _declared(m, hyper)
+    scaled = {n: v * c if n in m.step_size_hypers else v for n, v in values.items()}
+    H = np.asarray(kernel, dtype=float)
+    lam_ = np.linalg.eigvalsh(H) if H.ndim == 2 else _eigs(H)
+    tol = _radius_tolerance(m, c * lam_, values, 4 * UNIT)
+    _compare(f"{m.name}: radius on c*H (c={c!r}) with {values} vs on H with step sizes {scaled}",
+             spectral_radius(m, c * lam_, **values).radius, spectral_radius(m, lam_, **scaled).radius, tol)
+    if H.ndim == 2:
+        e0 = np.random.default_rng(1).normal(size=len(H))
+        _compare(f"{m.name}: log state norm iterated on c*H vs with scaled step sizes (c={c!r})",
+                 _log_state_norms(m, c * H, e0, values), _log_state_norms(m, H, e0, scaled), TRAJECTORY_TOL)
