@@ -34,6 +34,7 @@ import sympy as sp
 from numpy.typing import ArrayLike
 
 from ntkode.declaration import Hyper, Method, load_method
+from ntkode.errors import NtkodeError
 from ntkode.symbols import h as H_SYM, lam as LAM, t as T_SYM, z as Z_SYM
 
 __all__ = [
@@ -314,6 +315,33 @@ def _double_root_steps(m: Method, values: dict, steps: dict, edge: float) -> lis
     return found
 
 
+def _probes(m: Method) -> dict[str, Hyper]:
+    return {hp.name: hp for hp in m.hyper if hp.name not in m.step_size_hypers}
+
+
+def _probe_values(hp: Hyper) -> list[float]:
+    """Points spread over a domain: its closed ends and interior fractions (bounded), or offsets (unbounded)."""
+    if math.isinf(hp.low) or math.isinf(hp.high):
+        base = hp.high if math.isinf(hp.low) else hp.low
+        sign = -1.0 if math.isinf(hp.low) else 1.0
+        return [base + sign * u for u in (0.1, 1.0, 10.0)] if not math.isinf(base) else [-1.0, 0.0, 1.0]
+    fractions = [0.0] * hp.low_closed + [0.1, 0.5, 0.9] + [1.0] * hp.high_closed
+    return [hp.low + f * (hp.high - hp.low) for f in fractions]
+
+
+@lru_cache(maxsize=None)
+def _has_stable_setting(m: Method, kappa_max: float) -> bool:
+    """Whether some combination of probe values (`_probe_values`, at most 3^4 of them) has a stable step."""
+    import itertools
+    probes = _probes(m)
+    steps = {n: 1.0 for n in m.step_size_hypers}
+    grids = [_probe_values(hp)[:5] for hp in probes.values()]
+    for combo in itertools.islice(itertools.product(*grids), 625):
+        if _stable_step_edge(m, dict(zip(probes, combo)), steps, kappa_max) > 0:
+            return True
+    return False
+
+
 @st.composite
 def stable_hyper(draw: st.DrawFn, method: Any, kappa_max: float = KAPPA_MAX, lam_max: float = 1.0
                  ) -> dict[str, float]:
@@ -328,7 +356,8 @@ def stable_hyper(draw: st.DrawFn, method: Any, kappa_max: float = KAPPA_MAX, lam
     log grid of 1201 points give the edge s* (bisected to round-off), and s is drawn: anywhere in
     (1e-3 s*, s*) (small steps: rates within 1e-7 of 1 at lam_0), within a relative 10^-12 .. 10^-2 below the
     edge (the boundary), or at/near a double root of p(z) at lam_max (a discriminant zero below the edge).
-    Settings with no stable step (s* = 0) are rejected (hypothesis.assume). The grid is exact for regions
+    Settings with no stable step (s* = 0) are rejected (hypothesis.assume); a method with no stable step at any
+    probed setting (a sign error, say) raises NtkodeError saying so. The grid is exact for regions
     that are intervals in lam * step (all shipped methods); a region with holes narrower than the grid's
     0.03 spacing in log10 could be missed.
     """
@@ -340,6 +369,10 @@ def stable_hyper(draw: st.DrawFn, method: Any, kappa_max: float = KAPPA_MAX, lam
         assume(bool(_stable_on(m, values, steps, np.geomspace(1.0 / kappa_max, 1.0, STABILITY_GRID)).all()))
         return values
     edge = _stable_step_edge(m, values, steps, kappa_max)
+    if edge == 0 and not _has_stable_setting(m, kappa_max):
+        raise NtkodeError(f"method {m.name!r} is Jury-stable for no step size at any of the probed settings "
+                          f"({', '.join(f'{n} in {hp.domain()}' for n, hp in _probes(m).items())}) on "
+                          f"[1/{kappa_max:g}, 1]: check the sign of its gradient steps")
     assume(edge > 0)
     region = draw(st.sampled_from(["interior", "edge", "double root"]))
     doubles = _double_root_steps(m, values, steps, edge) if region == "double root" else []
