@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
@@ -253,3 +254,32 @@ def test_scaling_finds_the_step_size_from_the_declaration_not_its_name(tmp_path)
                     '[state]\nW = "W0"\n')
     with pytest.raises(ValueError, match="no step size"):
         assert_scaling_equals_lr(path, EIGS, {"c": 0.5}, 2.0)
+
+
+def _fresh_hb(step: str):
+    """Heavy ball with its step size named `step`: a declaration no cache of the kit holds yet."""
+    from ntkode.declaration import Method
+    return Method.from_dict({"name": f"hb-{step}", "hyper": {step: "(0, inf)", "beta": "[0, 1)"},
+                             "state": {"W": "W0", "W_prev": "W0"},
+                             "step": [f"W, W_prev = W - {step}*grad(W) + beta*(W - W_prev), W"]})
+
+
+def test_rates_agree_catches_a_closed_form_off_by_1e_12(monkeypatch):
+    m = _fresh_hb("probe_closed")
+    real = ntkode.theory.derive
+
+    def fake(method):
+        d = real(method)
+        return type(d)(**{**d.__dict__, "rate": d.rate * (1 + sp.Rational(1, 10**12))})
+    monkeypatch.setattr(ntkode.theory, "derive", fake)
+    with pytest.raises(RatesDisagree, match="closed-form rate"):
+        assert_rates_agree(m, EIGS, {"probe_closed": 0.8, "beta": 0.5})
+
+
+def test_rates_agree_catches_a_state_matrix_that_is_not_the_step():
+    m = _fresh_hb("probe_transition")
+    lam = sp.Symbol("lam", positive=True)
+    m.char_poly()  # derived from the true T first; only the state-matrix route then sees the wrong one
+    m.__dict__["transition"] = m.transition + sp.Matrix([[lam / 1000, 0], [0, 0]])
+    with pytest.raises(RatesDisagree, match="not an eigenvalue of T"):
+        assert_rates_agree(m, EIGS, {"probe_transition": 0.8, "beta": 0.5})
