@@ -38,10 +38,10 @@ from ntkode.errors import NtkodeError
 from ntkode.symbols import h as H_SYM, lam as LAM, t as T_SYM, z as Z_SYM
 
 __all__ = [
-    "KAPPA_MAX", "SPECTRUM_KINDS", "any_hyper", "assert_invariant_under_conjugation", "assert_ode_rate_agrees",
-    "assert_rates_agree", "assert_scaling_equals_lr", "data_sets", "empirical_kernels", "kernels",
-    "ode_hyper", "orthogonal_matrices", "spectra", "spectral_kernels", "sphere_kernels", "stable_hyper",
-    "well_separated",
+    "KAPPA_MAX", "RatesDisagree", "SPECTRUM_KINDS", "any_hyper", "assert_invariant_under_conjugation",
+    "assert_ode_rate_agrees", "assert_rates_agree", "assert_scaling_equals_lr", "data_sets", "empirical_kernels",
+    "iterated_steps", "kernels", "ode_hyper", "orthogonal_matrices", "spectra", "spectral_kernels",
+    "sphere_kernels", "stable_hyper", "well_separated",
 ]
 
 #: largest condition number lam_max / lam_0 that `spectra` and the kernel strategies draw, and the bottom

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,9 @@ import ntkode.theory
 from conftest import examples
 from ntkode.declaration import load_method
 from ntkode.errors import NtkodeError
-from ntkode.testing import (KAPPA_MAX, SPECTRUM_KINDS, RatesDisagree, any_hyper, assert_invariant_under_conjugation,
-                            assert_ode_rate_agrees, assert_rates_agree, assert_scaling_equals_lr, kernels,
-                            spectra, stable_hyper)
+from ntkode.testing import (KAPPA_MAX, SPECTRUM_KINDS, RatesDisagree, assert_invariant_under_conjugation,
+                            assert_ode_rate_agrees, assert_rates_agree, assert_scaling_equals_lr, spectra,
+                            stable_hyper)
 from ntkode.theory import spectral_radius
 
 #: the issue's example, verbatim
