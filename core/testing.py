@@ -338,8 +338,9 @@ def _has_stable_setting(m: Method, kappa_max: float) -> bool:
     probes = _probes(m)
     steps = {n: 1.0 for n in m.step_size_hypers}
     if not steps:
-        return any(_stable_on(m, dict(zip(probes, combo)), steps, np.geomspace(1 / kappa_max, 1.0, STABILITY_GRID)).all()
-                   for combo in itertools.islice(itertools.product(*[_probe_values(hp) for hp in probes.values()]), 625))
+        interval = np.geomspace(1 / kappa_max, 1.0, STABILITY_GRID)
+        combos = itertools.islice(itertools.product(*[_probe_values(hp) for hp in probes.values()]), 625)
+        return any(_stable_on(m, dict(zip(probes, combo)), steps, interval).all() for combo in combos)
     grids = [_probe_values(hp)[:5] for hp in probes.values()]
     for combo in itertools.islice(itertools.product(*grids), 625):
         if _stable_step_edge(m, dict(zip(probes, combo)), steps, kappa_max) > 0:
@@ -674,7 +675,8 @@ def _check_iterated(m: Method, kernel: np.ndarray, vectors: np.ndarray, values: 
 
 # -- assertions: the ODE limit ------------------------------------------------------------------
 
-#: ODE integration: LSODA at this relative tolerance; the absolute one sits below rtol times the smallest sample, exp(-ODE_HORIZON) ~ 1e-87
+#: ODE integration: LSODA at this relative tolerance; the absolute one sits below rtol times the smallest
+#: sample, exp(-ODE_HORIZON) ~ 1e-87
 ODE_RTOL = 1e-10
 ODE_ATOL = 1e-110
 #: bound R on the residual of log ||state|| about its exponential (or power-law) trend in the fitted window

@@ -159,7 +159,7 @@ def _method_cases() -> st.SearchStrategy:
 @example(("hb", np.array([0.01, 0.2, 1.0]), POLYAK))                               # Polyak: double roots at both ends
 @example(("hb", np.array([0.01, 1.0]), {"eta": (1 - np.sqrt(0.6)) ** 2, "beta": 0.6}))  # double root at lam = 1
 @example(("gd", np.array([0.5, 1.0]), {"eta": 2.0}))                               # rho = 1 exactly (root -1)
-@example(("hb", np.array([0.3, 1.0]), {"eta": 3.0, "beta": 0.5}))                 # rho = 1 exactly: eta lam = 2(1 + beta)
+@example(("hb", np.array([0.3, 1.0]), {"eta": 3.0, "beta": 0.5}))                 # rho = 1: eta lam = 2(1 + beta)
 @example(("mom2", np.array([0.2, 1.0]), {"eta": 0.5, **MOM2_ROW}))                 # only Jury's row condition: unstable
 @example(("mom2", np.array([0.2, 1.0]), {"eta": 1.0, **MOM2_ROW}))                 # only Jury's row condition: stable
 @given(_method_cases())

@@ -82,7 +82,8 @@ def _ode_cases(resolution: str) -> st.SearchStrategy:
 @settings(max_examples=examples(12), deadline=None)
 @example(("hb", np.array([0.04, 0.5, 1.0]), {"damping": 0.4}))     # critical damping at lam_0: a double root
 @example(("hb", np.array([0.04, 1.0]), {"damping": 2.0}))          # critical damping at lam_max = 1
-@example(("mom2", np.array([0.04, 1.0]), {"damping": 0.4 * np.sqrt(1.3), "momentum2": 0.3}))  # critical: 2 sqrt(lam_0 (1 + beta2))
+# mom2's critical damping at lam_0: gamma = 2 sqrt(lam_0 (1 + beta2))
+@example(("mom2", np.array([0.04, 1.0]), {"damping": 0.4 * np.sqrt(1.3), "momentum2": 0.3}))
 @example(("hb", np.array([1e-4, 1.0]), {"damping": 3.0}))          # overdamped, exponent ~ 3e-5
 @example(("nag", np.array([0.01, 1.0]), {"r": 3.0}))               # sublinear: order r/2
 @given(_ode_cases("low"))
