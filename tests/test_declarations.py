@@ -21,7 +21,10 @@ from ntkode.numerics import init_network, ntk_empirical, simulate, sphere_data
 from ntkode.symbols import k as K, lam as LAM
 from ntkode.theory import derive, iterate, numeric_optimum, ode_rate, optimal, spectral_radius
 from ntkode.theory.optimal import spectrum_grid, worst_rate
+from ntkode.testing import any_hyper, assert_rates_agree, assert_scaling_equals_lr, spectra, stable_hyper
 from ntkode.verify.cli import cli_message, main
+
+from conftest import examples
 
 HERE = Path(__file__).parent
 SHIPPED = ("qhm", "triple-momentum", "extragradient")
@@ -129,87 +132,52 @@ def test_builtins_reproduce_version_0_1_0(method):
         np.testing.assert_allclose(getattr(sim, name), want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
 
 
-# -- properties over every method ----------------------------------------------------------------
-def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(n, n)))
-    return q * np.sign(np.diag(r))
-
-
-@st.composite
-def hyper_draws(draw, method: str, lam_max: float) -> dict[str, float]:
+# -- properties over every method (the property-testing kit, ntkode.testing) ----------------------
+def hyper_draws(method: str, lam_max: float = 1.0) -> st.SearchStrategy[dict]:
     """Each hyper-parameter inside its declared domain; step sizes c/lam_max with c up to 2.5 (unstable
     settings included; nag's asymptotic rate sqrt(1 - eta lam) needs eta lam < 1)."""
-    m = load_method(method)
-    out = {}
-    for hp in m.hyper:
-        if hp.name in m.step_size_hypers:
-            out[hp.name] = draw(st.floats(0.05, 0.95 if m.time_varying else 2.5)) / lam_max
-        elif math.isfinite(hp.high):
-            out[hp.name] = draw(st.floats(hp.low, hp.low + 0.95 * (hp.high - hp.low), exclude_min=not hp.low_closed))
-        else:
-            out[hp.name] = draw(st.floats(max(hp.low, 0.0) + 1.0, max(hp.low, 0.0) + 6.0))
-    return out
+    return any_hyper(method, lam_max, (0.05, 0.95 if load_method(method).time_varying else 2.5))
 
 
-spectra = st.lists(st.floats(0.02, 5.0), min_size=2, max_size=6).map(np.array)
-PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-#: steps of the measured iteration; the fit uses its second half. The log of the norm of q consecutive
-#: values of W (a state of the reduced recursion, so it never dips to 0) moves by at most (q-1) log 2 + O(1)
-#: from a Jordan block or mode mixing over [K/2, K]; 12/K covers what 200 random draws showed (< 5.3/K).
-STEPS = 4000
-LOG_RATE_TOL = 12.0 / STEPS
+PROPERTY = settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _transition(method: str, lam_: float, hyper: dict) -> np.ndarray:
-    m = load_method(method)
-    k_value = 10**9 if m.time_varying else 1
-    subs = {LAM: lam_, K: k_value, **{hp.symbol: hyper[hp.name] for hp in m.hyper}}
-    return np.array(m.transition.subs(subs).evalf(), dtype=complex)
+def generic(method, hyper: dict) -> bool:
+    """False at a known limitation of theory/: the reduction to the modes that reach W is made for generic
+    hyper-parameters, so where a mode stops reaching W at one value (QHM at nu = 0 is gradient descent; its buffer
+    d never enters W) `spectral_radius` still counts that mode (rate beta while W decays like |1 - alpha lam|);
+    the kit reports it as 'the iterated error decays like ...'. Reported for theory/ to fix."""
+    return not (load_method(method).name == "qhm" and hyper["nu"] == 0.0)
 
 
 @pytest.mark.parametrize("method", ALL)
 @PROPERTY
-@given(data=st.data(), eigs=spectra)
-def test_reduced_roots_are_eigenvalues_of_T(method, data, eigs):
-    hyper = data.draw(hyper_draws(method, float(eigs.max())))
-    res = spectral_radius(method, eigs, **hyper)
-    for lam_, roots in zip(res.eigs, res.roots):
-        full = np.linalg.eigvals(_transition(method, lam_, hyper))
-        for root in roots:
-            # eigenvalues of a defective block are only determined to ~sqrt(machine eps)
-            assert np.min(np.abs(full - root)) <= 1e-6 * max(1.0, abs(root))
+@given(data=st.data(), eigs=spectra())
+def test_rates_agree_for_every_declared_method(method, data, eigs):
+    """`assert_rates_agree`: reduced roots are eigenvalues of T(lam), the compiled rate is the symbolic one, the
+    declared step iterated on Q diag(eigs) Q^T decays like rate^k (Nesterov-type methods: with their k^(-r/2)
+    envelope), and 'stable' = rate < 1; on spectra with kappa up to 1e4, stable and unstable settings."""
+    m = load_method(method)
+    hyper = data.draw(hyper_draws(method))
+    assume(generic(m, hyper))
+    power = -hyper["r"] / 2 if m.time_varying and "r" in hyper else None
+    assert_rates_agree(m, eigs, hyper, envelope_power=power)
 
 
 @pytest.mark.parametrize("method", ALL)
 @PROPERTY
-@given(data=st.data(), eigs=spectra, seed=st.integers(0, 2**32 - 1))
-def test_rate_is_the_decay_of_the_iterated_step_and_stability_is_blow_up(method, data, eigs, seed):
-    """On H = Q diag(eigs) Q^T with a random e_0: the per-step growth of W's error, measured by iterating the
-    declared step, equals log(rate) (nag: with its k^(-r/2) envelope), and 'stable' = no blow-up."""
+@given(data=st.data(), eigs=spectra())
+def test_rates_agree_at_stable_settings_near_the_edge_and_double_roots(method, data, eigs):
     m = load_method(method)
-    hyper = data.draw(hyper_draws(method, float(eigs.max())))
-    res = spectral_radius(method, eigs, **hyper)
-    assume(abs(res.rate - 1) > 0.02 and res.rate > 0.3)
-    rng = np.random.default_rng(seed)
-    Q = _orthogonal(len(eigs), rng)
-    E, scale = iterate(method, (Q * eigs) @ Q.T, rng.normal(size=len(eigs)), STEPS, renormalise=True, **hyper)
-    q = m.degree
-
-    def log_norm(at: int) -> float:  # the true e_j = E[j] exp(scale[j]), factored at exp(scale[at])
-        window = slice(at - q + 1, at + 1)
-        return math.log(np.linalg.norm(E[window] * np.exp(scale[window] - scale[at])[:, None])) + scale[at]
-
-    half = STEPS // 2
-    measured = (log_norm(STEPS) - log_norm(half)) / (STEPS - half)
-    expected = math.log(res.rate)
-    if m.time_varying and "r" in hyper:  # Nesterov's envelope k^(-r/2) over [K/2, K] (docs/theory.md#nesterov)
-        expected -= hyper["r"] / 2 * math.log(2.0) / half
-    assert abs(measured - expected) <= LOG_RATE_TOL
-    assert res.stable == (measured < 0)
+    hyper = data.draw(stable_hyper(m))
+    assume(generic(m, hyper))
+    power = -hyper["r"] / 2 if m.time_varying and "r" in hyper else None
+    assert_rates_agree(m, eigs, hyper, envelope_power=power)
+    assert spectral_radius(m, eigs, **hyper).rate < 1
 
 
 @pytest.mark.parametrize("method", ALL)
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(4), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), lo=st.floats(0.01, 1.0), kappa=st.floats(1.5, 200.0))
 def test_tuner_is_not_beaten_by_any_grid_point(method, data, lo, kappa):
     m = load_method(method)
@@ -223,14 +191,18 @@ def test_tuner_is_not_beaten_by_any_grid_point(method, data, lo, kappa):
 
 
 @pytest.mark.parametrize("method", ALL)
-@settings(max_examples=10, deadline=None)
-@given(eigs=spectra, c=st.floats(0.1, 10.0), data=st.data())
+@settings(max_examples=examples(10), deadline=None)
+@given(eigs=spectra(), c=st.floats(0.1, 10.0), data=st.data())
 def test_scaling_the_kernel_equals_scaling_the_step_sizes(method, eigs, c, data):
-    m = load_method(method)
-    hyper = data.draw(hyper_draws(method, float(eigs.max()) * max(c, 1.0)))
-    scaled = {n: v * c if n in m.step_size_hypers else v for n, v in hyper.items()}
-    np.testing.assert_allclose(spectral_radius(m, c * eigs, **hyper).radius,
-                               spectral_radius(m, eigs, **scaled).radius, rtol=1e-9, atol=1e-12)
+    assert_scaling_equals_lr(method, eigs, data.draw(hyper_draws(method, max(c, 1.0))), c)
+
+
+def test_qhm_at_nu_0_counts_a_mode_that_never_reaches_W():
+    """Pins the limitation `generic` excludes, so that a fix in theory/ shows up here: QHM at nu = 0 is gradient
+    descent, its error after one step with alpha lam = 1 is exactly 0, yet the rate counts the buffer's beta."""
+    E, _ = iterate("qhm", [[1.0]], [1.0], 3, alpha=1.0, beta=0.5, nu=0.0)
+    assert E[1:, 0].tolist() == [0.0, 0.0, 0.0]
+    assert spectral_radius("qhm", [1.0], alpha=1.0, beta=0.5, nu=0.0).rate == pytest.approx(0.5)
 
 
 def test_degree_four_uses_companion_roots_and_jury_beyond_cubics():

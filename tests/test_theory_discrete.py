@@ -5,12 +5,15 @@ independently of the declarations, so a wrong declaration cannot move both sides
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import assume, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from ntkode.theory import METHODS, NtkodeError, derive, jury_conditions, rate_function, spectral_radius
 from ntkode.symbols import lam as LAM
 from ntkode.theory.discrete import closed_form_rate, rate_polynomial
+from ntkode.testing import assert_rates_agree, spectra, stable_hyper
+
+from conftest import examples
 
 #: p(z) = z^q + c_{q-1} z^(q-1) + ... + c_0 as [c_{q-1}, ..., c_0], from the literature (docs/theory.md#discrete):
 #: GD z - (1 - eta lam); Polyak z^2 - (1 + beta - eta lam) z + beta; NAG-SC z^2 - (1 + beta)(1 - eta lam) z
@@ -83,6 +86,16 @@ configs = st.tuples(
 )
 
 
+#: Polyak's tuning on [0.01, 1]: eta = 4/(1 + 0.1)^2, beta = (0.9/1.1)^2, double roots at both ends, rate 0.9/1.1
+POLYAK = {"eta": 4 / 1.21, "beta": (0.9 / 1.1) ** 2}
+#: mom2 at lam = 1 where Jury's first two conditions and |a_0| < 1 hold and only the reduced-row condition
+#: |1 - a_0^2| > |a_1 - a_0 a_2| decides: unstable at eta = 0.5 (rate 1.04), stable at eta = 1 (rate 0.977)
+MOM2_ROW = {"beta": 0.75, "beta2": 0.54}
+
+
+@example(("hb", 1.0, POLYAK["eta"] / 2.5, POLYAK["beta"], 0.0))
+@example(("hb", 0.01, POLYAK["eta"] * 0.01 / 2.5, POLYAK["beta"], 0.0))
+@example(("mom2", 1.0, 0.5 / 2.5, MOM2_ROW["beta"], MOM2_ROW["beta2"]))
 @given(configs)
 def test_compiled_rate_equals_companion_radius(cfg):
     method, lam, x, beta, beta2 = cfg
@@ -113,6 +126,8 @@ def test_rate_equals_decay_of_iterated_recurrence(cfg):
     assert iterated_rate(method, lam, eta, beta, beta2) == pytest.approx(fast, abs=1e-2)
 
 
+@example(("mom2", 1.0, 0.5 / 2.5, MOM2_ROW["beta"], MOM2_ROW["beta2"]))
+@example(("mom2", 1.0, 1.0 / 2.5, MOM2_ROW["beta"], MOM2_ROW["beta2"]))
 @given(configs)
 def test_jury_stability_matches_blow_up(cfg):
     method, lam, x, beta, beta2 = cfg
@@ -125,9 +140,39 @@ def test_jury_stability_matches_blow_up(cfg):
     assert stable == (not grows) == (rho < 1)
 
 
+def test_mom2_row_examples_are_decided_by_the_row_condition_only():
+    """The MOM2_ROW examples are what they claim: P(1) > 0, -P(-1) > 0 and |a_0| < 1 at both, the row condition
+    fails at eta = 0.5 and holds at eta = 1 (coefficients of the literature's z^3 + a_2 z^2 + a_1 z + a_0)."""
+    for eta, stable in ((0.5, False), (1.0, True)):
+        a2, a1, a0 = LITERATURE["mom2"](1.0, eta, MOM2_ROW["beta"], MOM2_ROW["beta2"])
+        assert 1 + a2 + a1 + a0 > 0 and -(-1 + a2 - a1 + a0) > 0 and abs(a0) < 1
+        assert (abs(1 - a0 * a0) > abs(a1 - a0 * a2)) == stable
+        assert spectral_radius("mom2", [1.0], lr=eta, momentum=MOM2_ROW["beta"], momentum2=MOM2_ROW["beta2"]).stable \
+            == stable
+
+
+def _method_cases() -> st.SearchStrategy:
+    return st.sampled_from(sorted(LITERATURE)).flatmap(lambda m: st.tuples(st.just(m), spectra(), stable_hyper(m)))
+
+
+@settings(max_examples=examples(15), deadline=None)
+@example(("hb", np.array([0.01, 0.2, 1.0]), POLYAK))                               # Polyak: double roots at both ends
+@example(("hb", np.array([0.01, 1.0]), {"eta": (1 - np.sqrt(0.6)) ** 2, "beta": 0.6}))  # double root at lam = 1
+@example(("gd", np.array([0.5, 1.0]), {"eta": 2.0}))                               # rho = 1 exactly (root -1)
+@example(("hb", np.array([0.3, 1.0]), {"eta": 3.0, "beta": 0.5}))                 # rho = 1: eta lam = 2(1 + beta)
+@example(("mom2", np.array([0.2, 1.0]), {"eta": 0.5, **MOM2_ROW}))                 # only Jury's row condition: unstable
+@example(("mom2", np.array([0.2, 1.0]), {"eta": 1.0, **MOM2_ROW}))                 # only Jury's row condition: stable
+@given(_method_cases())
+def test_rates_agree_in_the_hard_regions(case):
+    """ntkode.testing's four routes on spectra with kappa up to 1e4 and stable settings drawn near Jury's edge and
+    near double roots (|rho - 1| down to 1e-12, rho near a double root), plus the explicit hard cases."""
+    method, eigs, hyper = case
+    assert_rates_agree(method, eigs, hyper, envelope_power=-1.5 if method == "nag" else None)
+
+
 @given(st.floats(0.01, 10), st.floats(0.1, 10), st.floats(1e-3, 0.5))
 def test_scaling_eigenvalue_equals_scaling_lr(lam, c, eta):
-    for method in LITERATURE:
+    for method in LITERATURE:  # the methods args() knows; every declared one: test_declarations.py
         f = rate_function(method)
         assert f(np.array([c * lam]), *args(method, eta, 0.5, 0.1))[0] == pytest.approx(
             f(np.array([lam]), *args(method, c * eta, 0.5, 0.1))[0])

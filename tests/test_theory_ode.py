@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
@@ -11,6 +11,9 @@ from ntkode.theory import derive_ode, ode_rate, optimal, spectral_radius
 from ntkode.theory.ode import expansion, ode_coefficients, ode_polynomial
 from ntkode.symbols import h, lam, s, t
 from ntkode.theory.ode import optimal_damping
+from ntkode.testing import assert_ode_rate_agrees, ode_hyper, spectra
+
+from conftest import examples
 
 gamma, r = sp.symbols("gamma r", positive=True)
 beta2 = sp.Symbol("beta2", real=True)
@@ -68,6 +71,34 @@ def test_exponent_equals_expm_abscissa(method, lam_, damping, mom2, resolution, 
     measured = -np.log(np.linalg.norm(expm(comp * T), 2)) / T
     assert res.exponent == pytest.approx(measured, abs=np.log(4 * T) / T)
     assert res.exponent == pytest.approx(-np.linalg.eigvals(comp).real.max(), abs=1e-6)
+
+
+def _ode_cases(resolution: str) -> st.SearchStrategy:
+    methods = ["gd", "hb", "nag-sc", "mom2", "qhm", "extragradient"] + (["nag"] if resolution == "low" else [])
+    return st.sampled_from(methods).flatmap(
+        lambda m: st.tuples(st.just(m), spectra(max_size=4), ode_hyper(m, resolution)))
+
+
+@settings(max_examples=examples(12), deadline=None)
+@example(("hb", np.array([0.04, 0.5, 1.0]), {"damping": 0.4}))     # critical damping at lam_0: a double root
+@example(("hb", np.array([0.04, 1.0]), {"damping": 2.0}))          # critical damping at lam_max = 1
+# mom2's critical damping at lam_0: gamma = 2 sqrt(lam_0 (1 + beta2))
+@example(("mom2", np.array([0.04, 1.0]), {"damping": 0.4 * np.sqrt(1.3), "momentum2": 0.3}))
+@example(("hb", np.array([1e-4, 1.0]), {"damping": 3.0}))          # overdamped, exponent ~ 3e-5
+@example(("nag", np.array([0.01, 1.0]), {"r": 3.0}))               # sublinear: order r/2
+@given(_ode_cases("low"))
+def test_ode_exponent_equals_solve_ivp(case):
+    """ntkode.testing.assert_ode_rate_agrees: ode_rate's exponent (and, for nag, its order r/2) = the decay of a
+    solve_ivp integration, on random spectra (kappa up to 1e4) and ODE hyper-parameters, and at double roots."""
+    method, eigs, hyper = case
+    assert_ode_rate_agrees(method, eigs, hyper)
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(_ode_cases("high"))
+def test_high_resolution_ode_exponent_equals_solve_ivp(case):
+    method, eigs, hyper = case
+    assert_ode_rate_agrees(method, eigs, hyper, "high")
 
 
 def test_exponent_equals_solve_ivp_decay():
