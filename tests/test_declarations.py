@@ -197,12 +197,14 @@ def test_scaling_the_kernel_equals_scaling_the_step_sizes(method, eigs, c, data)
     assert_scaling_equals_lr(method, eigs, data.draw(hyper_draws(method, max(c, 1.0))), c)
 
 
-def test_qhm_at_nu_0_counts_a_mode_that_never_reaches_W():
-    """Pins the limitation `generic` excludes, so that a fix in theory/ shows up here: QHM at nu = 0 is gradient
-    descent, its error after one step with alpha lam = 1 is exactly 0, yet the rate counts the buffer's beta."""
+@pytest.mark.xfail(strict=True, reason="open: the reduction to the modes that reach W is made for generic "
+                   "hyper-parameters; at QHM's nu = 0 the buffer's mode beta no longer reaches W but is still counted")
+def test_qhm_at_nu_0_is_gradient_descent():
+    """QHM at nu = 0 is gradient descent: with alpha lam = 1 its error is exactly 0 after one step, so its rate
+    is |1 - alpha lam| = 0, not the buffer's beta (the limitation `generic` excludes from the properties)."""
     E, _ = iterate("qhm", [[1.0]], [1.0], 3, alpha=1.0, beta=0.5, nu=0.0)
     assert E[1:, 0].tolist() == [0.0, 0.0, 0.0]
-    assert spectral_radius("qhm", [1.0], alpha=1.0, beta=0.5, nu=0.0).rate == pytest.approx(0.5)
+    assert spectral_radius("qhm", [1.0], alpha=1.0, beta=0.5, nu=0.0).rate == pytest.approx(0.0, abs=1e-12)
 
 
 def test_degree_four_uses_companion_roots_and_jury_beyond_cubics():
