@@ -146,8 +146,14 @@ def generic(method, hyper: dict) -> bool:
     """False at a known limitation of theory/: the reduction to the modes that reach W is made for generic
     hyper-parameters, so where a mode stops reaching W at one value (QHM at nu = 0 is gradient descent; its buffer
     d never enters W) `spectral_radius` still counts that mode (rate beta while W decays like |1 - alpha lam|);
-    the kit reports it as 'the iterated error decays like ...'. Reported for theory/ to fix."""
-    return not (load_method(method).name == "qhm" and hyper["nu"] == 0.0)
+    the kit reports it as 'the iterated error decays like ...'. Reported for theory/ to fix. Near nu = 0 the
+    buffer's mode reaches W with a weight ~ nu, which a float64 iteration of ITERATED_RETRY_STEPS steps cannot see
+    below QHM_NU_VISIBLE (hypothesis found nu = 2e-139 with beta = 0.999: the iteration shows |1 - alpha lam|)."""
+    return not (load_method(method).name == "qhm" and hyper["nu"] < QHM_NU_VISIBLE)
+
+
+#: the smallest nu at which QHM's buffer mode (weight ~ nu) shows within the kit's iteration budget
+QHM_NU_VISIBLE = 1e-6
 
 
 @pytest.mark.parametrize("method", ALL)
