@@ -67,7 +67,8 @@ def claim_registry(claims: str | Sequence[str | Claim] | None) -> dict[str, Clai
     return {**CLAIMS, **OPT_IN_CLAIMS, **{c.name: c for c in given}}
 
 
-def resolve_claims(claims: str | Sequence[str | Claim] | None, registry: Mapping[str, Claim] | None = None) -> list[str]:
+def resolve_claims(claims: str | Sequence[str | Claim] | None,
+                   registry: Mapping[str, Claim] | None = None) -> list[str]:
     """Claim names from None (all of CLAIMS), "a,b" or a list of names and Claims, looked up in `registry`
     (default `claim_registry(claims)`); NtkodeError naming unknown ones or an opt-in claim whose extra is
     missing (`OPT_IN_NEEDS`)."""
