@@ -133,7 +133,7 @@ class Hyper:
 
     def check(self, value):
         """`value` as a float64 array, or NtkodeError naming the hyper-parameter and its domain."""
-        if isinstance(value, (str, bytes, bool, np.bool_)) or np.iscomplexobj(value) or np.asarray(value).dtype == bool:
+        if isinstance(value, (str, bytes)) or np.iscomplexobj(value) or np.asarray(value).dtype == bool:
             raise NtkodeError(f"{self.label} must be a real number in {self.domain()}; got {value!r}",
                               param=f"hyper:{self.label}")
         try:

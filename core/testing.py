@@ -651,13 +651,13 @@ def _check_iterated(m: Method, kernel: np.ndarray, vectors: np.ndarray, values: 
         raise ValueError(f"steps must be an integer >= 40; got {steps!r}")
     expected = math.log(rate) if rate > 0 else -math.inf
     steps = iterated_steps(expected, int(steps), max(int(steps), ITERATED_MAX_STEPS))
-    slope, tol = _iterated_slope(m, kernel, vectors, values, rate, steps, iterate, envelope_power)
+    where = f"{m.name} with {values} on eigenvalues {np.linalg.eigvalsh(kernel).tolist()}"
+    slope, tol = _iterated_slope(m, kernel, vectors, values, rate, steps, iterate, envelope_power, where)
     if slope is not None and slope < expected - tol and steps < ITERATED_RETRY_STEPS:
         steps = ITERATED_RETRY_STEPS
-        slope, tol = _iterated_slope(m, kernel, vectors, values, rate, steps, iterate, envelope_power)
+        slope, tol = _iterated_slope(m, kernel, vectors, values, rate, steps, iterate, envelope_power, where)
     if slope is None:
         return
-    where = f"{m.name} with {values} on eigenvalues {np.linalg.eigvalsh(kernel).tolist()}"
     if abs(slope - expected) > tol and abs(math.exp(slope) - rate) > rate_tol:
         _fail(f"{where}: iterating the declared step decays like {math.exp(slope)!r} per step, the theory says "
               f"{rate!r} (log difference {abs(slope - expected):.3g} > tolerance {tol:.3g} over {steps} steps)")
@@ -666,13 +666,12 @@ def _check_iterated(m: Method, kernel: np.ndarray, vectors: np.ndarray, values: 
 
 
 def _iterated_slope(m: Method, kernel: np.ndarray, vectors: np.ndarray, values: dict, rate: float, steps: int,
-                    iterate, envelope_power: float | None) -> tuple[float | None, float]:
+                    iterate, envelope_power: float | None, where: str) -> tuple[float | None, float]:
     """(fitted log-decay per step over [K/2, K], its tolerance) for K = steps; None when the iterated error
-    vanished exactly (a rate of 0, checked here)."""
+    vanished exactly (a rate of 0, checked here; `where` names the case in a failure)."""
     E, scale = iterate(m, kernel, vectors @ np.ones(len(kernel)), steps, renormalise=True, **values)
     ks = np.arange(steps // 4, steps + 1)
     logs = _log_window_norms(E, scale, max(m.degree, 1), ks)
-    where = f"{m.name} with {values} on eigenvalues {np.linalg.eigvalsh(kernel).tolist()}"
     if not np.all(np.isfinite(logs)):
         if rate > 1e-6:
             _fail(f"{where}: the iterated error vanished exactly, but the rate is {rate!r}")

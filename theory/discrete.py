@@ -252,13 +252,14 @@ def check_eigs(eigs: ArrayLike) -> np.ndarray:
     """Eigenvalues as a 1-D float64 array, or NtkodeError if empty, complex, non-finite, non-positive,
     subnormal, or spread beyond float64's resolution (lam_max/lam_min > 1/eps, where 1 - eta lam_min
     rounds to 1 at any step size that keeps lam_max stable)."""
-    if np.iscomplexobj(eigs) or (not isinstance(eigs, np.ndarray)
-                                 and any(isinstance(e, complex) for e in np.ravel(np.asarray(eigs, dtype=object)))):
-        raise NtkodeError(f"eigenvalues must be real numbers; got {eigs!r}")
     try:
-        arr = np.atleast_1d(np.asarray(eigs, dtype=float))
+        raw = np.asarray(eigs)
+        real = not np.iscomplexobj(raw)
+        arr = np.atleast_1d(raw.astype(float)) if real else raw
     except (TypeError, ValueError):
         raise NtkodeError(f"eigenvalues must be numbers; got {eigs!r}") from None
+    if not real:
+        raise NtkodeError(f"eigenvalues must be real numbers; got {eigs!r}")
     if arr.ndim != 1 or arr.size == 0:
         raise NtkodeError("eigenvalues must be a non-empty 1-D list")
     bad = arr[~np.isfinite(arr) | (arr <= 0)]

@@ -33,7 +33,3 @@ CLAIMS: dict[str, Claim] = {
 OPT_IN_CLAIMS: dict[str, Claim] = {SEED_HB_EPOCH.name: SEED_HB_EPOCH}
 OPT_IN_NEEDS = {SEED_HB_EPOCH.name: require_mnist}
 
-
-def claim_named(name: str) -> Claim:
-    """The default or opt-in claim called `name` (KeyError if neither)."""
-    return CLAIMS[name] if name in CLAIMS else OPT_IN_CLAIMS[name]
