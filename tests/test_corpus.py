@@ -453,6 +453,11 @@ def test_eigenvalues_below_float64_resolution_are_refused():
     refuses(lambda: _theory().spectral_radius("gd", [1e-17, 1.0], lr=0.5), "resolution")
     refuses(lambda: _theory().spectral_radius("gd", [1.0, 2.0 + 0j], lr=0.5), "real")
     assert _theory().spectral_radius("gd", [1e-15, 1.0], lr=1.0).rate == 1 - 1e-15  # inside the resolution
+    eps, tiny = np.finfo(float).eps, np.finfo(float).tiny
+    assert _theory().spectral_radius("gd", [1.01 * eps, 1.0], lr=1.0).rate < 1   # spread just below 1/eps
+    refuses(lambda: _theory().spectral_radius("gd", [0.99 * eps, 1.0], lr=0.5), "resolution")
+    assert _theory().spectral_radius("gd", [tiny], lr=1.0).argmax_lambda == tiny  # smallest normal: kept
+    refuses(lambda: _theory().spectral_radius("gd", [tiny / 2], lr=1.0), "smallest normal")
 
 
 def test_boolean_hyper_parameter_is_refused():

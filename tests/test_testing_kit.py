@@ -282,3 +282,14 @@ def test_rates_agree_catches_a_state_matrix_that_is_not_the_step():
     m.__dict__["transition"] = m.transition + sp.Matrix([[lam / 1000, 0], [0, 0]])
     with pytest.raises(RatesDisagree, match="not an eigenvalue of T"):
         assert_rates_agree(m, EIGS, {"probe_transition": 0.8, "beta": 0.5})
+
+
+def test_iterated_route_sees_a_weakly_excited_slowest_mode():
+    """QHM at beta = 1 - 1e-8 excites its buffer's mode (rate ~ 1 - 2e-8) with a weight ~ 1 - beta, so within
+    ITERATED_MAX_STEPS the iteration still shows the next mode (0.998 per step); the route's retry at
+    ITERATED_RETRY_STEPS must see the slow mode (hypothesis 6.170 found this case in CI)."""
+    from ntkode import testing
+    eigs = np.array([0.0010890229622607483, 0.0010890229622608919, 0.9999999999999999])
+    hyper = {"alpha": 2.9999999849999996, "beta": 0.99999999, "nu": 0.5}
+    assert testing.ITERATED_RETRY_STEPS > 4 * testing.ITERATED_MAX_STEPS
+    testing.assert_rates_agree("qhm", eigs, hyper)
