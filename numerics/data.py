@@ -93,7 +93,8 @@ def digits_data(
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise NtkodeError("the digits data set needs scikit-learn, a dependency of ntkode: pip install scikit-learn") from None
+        raise NtkodeError("the digits data set needs scikit-learn, a dependency of ntkode: "
+                          "pip install scikit-learn") from None
     classes = tuple(int(c) for c in classes)
     if len(classes) < 2 or len(set(classes)) != len(classes) or not set(classes) <= set(range(10)):
         raise NtkodeError(f"classes must be at least two distinct digits 0-9; got {classes}")
