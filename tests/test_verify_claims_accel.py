@@ -23,23 +23,9 @@ from ntkode.verify.claims_declared import (
 )
 from ntkode.verify.cli import main
 
+from doubles import recursion_double
+
 NEW_CLAIMS = ["acceleration", "qhm-rate", "triple-momentum-rate"]
-
-
-def recursion_double(scale: float):
-    """simulate's stand-in: every seed's error follows the method's recursion on scale x H-infinity exactly,
-    from e_0 = -y (a net whose output starts at 0); projections on H-infinity's eigenvectors, as simulate."""
-
-    def fake(method, X, y, widths, steps, seeds=1, hyper=(), device="auto", progress=True, **options):
-        H = ntk_infinite(X)
-        lam, U = kernel_spectrum(H)
-        settings = [hyper] if isinstance(hyper, dict) else list(hyper)
-        runs = [iterate(method, scale * H, -np.asarray(y, dtype=float), steps, **h)[0] for h in settings]
-        E = np.stack([np.repeat(r[None], seeds, axis=0) for r in runs])[None]  # (1, settings, seeds, steps+1, n)
-        return SimpleNamespace(error_norm=np.linalg.norm(E, axis=-1), projections=E @ U,
-                               lam_emp=np.repeat((scale * lam)[None, None], seeds, axis=1))
-
-    return fake
 
 
 @pytest.fixture
