@@ -1,7 +1,8 @@
 """A stand-in for `simulate` that trains no network: every seed's error follows the method's linear
 recursion on scale x H-infinity exactly (docs/theory.md#state-space), from the e_0 = u_0 - y of the net
-`simulate` draws for that width and seed (its `init`, when a claim passes one), so that every eigenvector is excited as in a real run. A claim that compares measured rates with theory must pass on scale = 1 and fail on a
-kernel 10% off (scale 0.9 or 1.1) unless a check declares itself blind to it.
+`simulate` draws for that width and seed (its `init`, when a claim passes one), so that every eigenvector is
+excited as in a real run. A claim that compares measured rates with theory must pass on scale = 1 and fail on
+a kernel 10% off (scale 0.9 or 1.1) unless a check declares itself blind to it.
 
 The fields a claim reads are filled as `simulate` fills them: projections on H-infinity's eigenvectors
 (ascending), H(W_0)'s spectrum = the double's kernel, no weight movement or kernel drift, and the drawn
