@@ -313,7 +313,7 @@ def measure_plstar(params: Mapping[str, Any], device: str) -> Evidence:
 
 _measure, _predict = on_each_dataset(measure_plstar, plstar_predictions)
 
-_PROBLEM = {"n": 4, "d": 4, "data_seed": 0, "init": "ntk", "label_scale": 1.0}
+_PROBLEM = {"data": "sphere", "n": 4, "d": 4, "data_seed": 0, "init": "ntk", "label_scale": 1.0}
 #: the ill-conditioned data set: digits (kappa 80.8), the antisymmetric net (e_0 = -y) and labels of norm 1e-4
 #: (`_unit_label_note`); one GD step costs m n^2, so m = 2^15 runs ~1100 steps in a few seconds
 _DIGITS = {**DIGITS, "init": "antisymmetric", "label_scale": 1e-4, "steps": 3000}
