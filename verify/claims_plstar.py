@@ -16,7 +16,7 @@ from .claims_common import (
     DIGITS, Problem, finite_width_tolerance, kernel_error_tolerance, mean_and_stderr, on_each_dataset, problem,
     run_simulation, sensitivity_note, width_tolerance,
 )
-from .fit import REL_FLOOR, fit_linear_rate
+from .fit import MIN_POINTS, REL_FLOOR, fit_linear_rate
 
 #: candidate PL* constants mu = lambda_min(H(W_0)) x these fractions, largest first
 MU_GRID = np.linspace(1.0, 0.02, 50)
@@ -168,7 +168,8 @@ def resolution_floor(width: int, eta: float, gram_max: float) -> float:
 
 def read_step(prob: Problem, certs: list[PLCertificate], eta: float, width: int, cap: int) -> int:
     """The first step k <= cap at which some seed's linearised error on H-inf, ||(I - eta H-inf)^k e_0||, falls to
-    max(REL_FLOOR ||e_0||, `resolution_floor`), known before training; cap if none does by then."""
+    max(REL_FLOOR ||e_0||, `resolution_floor`), known before training; cap if none does by then. NtkodeError when
+    that leaves fewer than 2 MIN_POINTS steps (the fit's window is the second half)."""
     gram_max = float(np.linalg.eigvalsh(prob.X @ prob.X.T)[-1])
     k = np.arange(cap + 1)
     factors = (1.0 - eta * prob.lam)[:, None] ** (2 * k[None, :])  # (n, k)
@@ -178,7 +179,10 @@ def read_step(prob: Problem, certs: list[PLCertificate], eta: float, width: int,
         linear = np.sqrt(((c.e0 @ prob.vecs) ** 2) @ factors)
         below = np.flatnonzero(linear <= floor)
         first = min(first, int(below[0]) if below.size else cap)
-    return max(first, 1)
+    if first < 2 * MIN_POINTS:
+        raise NtkodeError(f"the error meets float64's read floor after {first} steps, too few to fit a rate; raise "
+                          "label_scale or steps", param="label_scale")
+    return first
 
 
 def ntk_tolerance(prob: Problem, certs: list[PLCertificate], eta: float, params: Mapping[str, Any]) -> Tolerance:
