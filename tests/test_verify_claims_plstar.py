@@ -12,7 +12,7 @@ from ntkode.verify import claims_common
 from ntkode.verify.claims import CLAIMS
 from ntkode.verify.claims_common import dataset_params, kernel_error_tolerance, problem, width_tolerance
 from ntkode.verify.claims_plstar import (
-    PLCertificate, antisymmetric_net, certificates, flip_bound, net_drawer, ntk_tolerance, plstar_problem,
+    PLCertificate, antisymmetric_net, certificates, net_drawer, ntk_tolerance, plstar_problem,
     read_step, resolution_floor,
 )
 from ntkode.verify.fit import REL_FLOOR
@@ -63,8 +63,9 @@ def _adversarial_move(W, X, v, radius):
 def test_digits_certificate_survives_an_independent_adversary():
     """Monte Carlo inside seed 0's ball (not a proof, but it catches a bound that is too small): random moves of
     every neuron by up to R, and the adversarial move that lowers v^T H v (v: bottom eigenvector of H(W_0)); each
-    keeps ||H(W) - H(W_0)||_2 <= flip, lambda_min(H(W)) >= mu and lambda_max(H(W)) <= beta. The adversary must find something to flip, and
-    must lower lambda_min strictly below lambda_min(H(W_0)) (so a certificate claiming mu = lambda_min fails)."""
+    keeps ||H(W) - H(W_0)||_2 <= flip, lambda_min(H(W)) >= mu and lambda_max(H(W)) <= beta. The adversary must find
+    something to flip, and must lower lambda_min strictly below lambda_min(H(W_0)) (so a certificate claiming
+    mu = lambda_min fails)."""
     params = _digits()
     prob = plstar_problem(params)
     cert = certificates(params)[0]
@@ -111,11 +112,11 @@ def _cert(e0):
 
 
 def test_read_step_by_hand():
-    """H-inf = diag(0.5, 0.8) (eigenvectors e_1, e_2), eta = 1: the error factors are 0.5 and 0.2 per step. e_0 = (1, 1):
-    ||e_k|| = sqrt(0.25^k + 0.04^k); the floor (REL_FLOOR ||e_0|| = 1.41e-10 decides at m = 1) is first reached at
-    k = 33 (0.5^33 = 1.16e-10 <= 1.41e-10 < 0.5^32). A second seed with e_0 = (0, 1) reaches its floor 1e-10 earlier
-    (0.2^15 = 3.3e-11 <= 1e-10 < 0.2^14 = 1.6e-10) and decides; cap 8 caps, a cap below 8 (the fit's 2 x 4 points) or an e_0 already under the
-    floor is refused. At m = 2^40 the resolution floor
+    """H-inf = diag(0.5, 0.8) (eigenvectors e_1, e_2), eta = 1: the error factors are 0.5 and 0.2 per step.
+    e_0 = (1, 1): ||e_k|| = sqrt(0.25^k + 0.04^k); the floor (REL_FLOOR ||e_0|| = 1.41e-10 decides at m = 1) is first
+    reached at k = 33 (0.5^33 = 1.16e-10 <= 1.41e-10 < 0.5^32). A second seed with e_0 = (0, 1) reaches its floor 1e-10
+    earlier (0.2^15 = 3.3e-11 <= 1e-10 < 0.2^14 = 1.6e-10) and decides; cap 8 caps, a cap below 8 (the fit's 2 x 4
+    points) or an e_0 already under the floor is refused. At m = 2^40 the resolution floor
     1e4 eps 2^20 = 2.33e-6 decides: 0.5^19 = 1.9e-6 <= 2.33e-6 < 0.5^18 = 3.8e-6."""
     prob = claims_common.Problem(np.eye(2), np.zeros(2), np.array([0.5, 0.8]), np.eye(2))
     assert resolution_floor(1, 1.0, 1.0) < REL_FLOOR
@@ -147,9 +148,10 @@ def test_antisymmetric_ntk_tolerance_by_hand():
 
 
 def test_predictions_from_the_certificates_by_hand(monkeypatch):
-    """Two seeds' certificates: eta = 1/max beta = 1/4; the bound is the seed-worst 1/2 log(1 - 2 eta mu (1 - beta eta/2)):
-    seed 1 (beta = 4) gives 1/2 log(1 - 0.2/4) = 1/2 log(0.95), seed 0 (mu = 0.3, beta = 2) 1/2 log(1 - 0.15 * 0.75) =
-    1/2 log(0.8875); the radius is the largest; the NTK rate log(1 - lam_0/4) on H-inf."""
+    """Two seeds' certificates: eta = 1/max beta = 1/4; the bound is the seed-worst
+    1/2 log(1 - 2 eta mu (1 - beta eta/2)): seed 1 (mu = 0.2, beta = 4) gives 1/2 log(1 - 0.05) = 1/2 log(0.95), seed 0
+    (mu = 0.3, beta = 2) 1/2 log(1 - 0.15 * 0.75) = 1/2 log(0.8875); the radius is the largest; the NTK rate
+    log(1 - lam_0/4) on H-inf."""
     from ntkode.verify import claims_plstar
 
     params = CLAIM.params("quick", second=None)
