@@ -79,14 +79,14 @@ def test_trajectory_radius_formula():
 
 def test_pl_star_at_toy_size_certifies_and_passes():
     """n = 2, d = 2, m = 16384: the certificate is self-consistent (lambda_min(H(W_0)) - flip(R(mu)) >= mu > 0),
-    GD obeys it at every step, stays in the ball, and runs at the NTK rate."""
+    GD obeys it at every step, stays in the ball, and runs at the NTK rate (sphere only: second=None)."""
     from ntkode.verify.claims_plstar import certificates
 
     claim = CLAIMS["pl-star"]
-    params = claim.params("quick", n=2, d=2, width=16384, seeds=1)
+    params = claim.params("quick", n=2, d=2, width=16384, seeds=1, second=None)
     cert, = certificates(params)
     assert 0 < cert.mu <= cert.lam_min0 - cert.flip + 1e-15
-    outcome = claim.run("quick", device="cpu", n=2, d=2, width=16384, seeds=1)
+    outcome = claim.run("quick", device="cpu", n=2, d=2, width=16384, seeds=1, second=None)
     assert outcome.passed, [(c.label, c.predicted, c.measured) for c in outcome.checks]
     bound, ball, ntk = outcome.checks
     assert bound.measured < bound.predicted < 0 and ball.measured < ball.predicted
