@@ -110,7 +110,9 @@ def claim_steps(method: Method, hyper: Mapping[str, float], prob: Problem, param
     """Steps for the slowest mode to fall by e^-DECAY at theory's rate, at most params["max_steps"], and no
     further than `memory_steps`. A run cut there is refused (NtkodeError, param "hyper") unless its fit
     window, the second half, starts after the fitted mode's own transient has fallen to the same share
-    delta (`settle_steps`) and it holds MIN_STEPS steps."""
+    delta (`settle_steps`) and it holds MIN_STEPS steps. Both steps are log(1/delta) over a fixed log-gap,
+    so apart from MIN_STEPS the verdict does not depend on the width: the refusal reads
+    log(rho/rho_2) < 2 log(r_0/rho)."""
     rate = spectral_radius(method, prob.lam, **hyper).rate
     steps = int(min(params["max_steps"], max(MIN_STEPS, math.ceil(DECAY / -math.log(rate)))))
     memory = memory_steps(method, hyper, prob, params)
@@ -120,11 +122,12 @@ def claim_steps(method: Method, hyper: Mapping[str, float], prob: Problem, param
     settle = settle_steps(method, hyper, prob, delta)
     if memory < max(MIN_STEPS, 2 * settle):
         raise NtkodeError(
-            f"this setting is not lazy at width {params['width']}: {method.name}'s memory outside the kernel's "
-            f"spectrum fades like {memory_rate(method, hyper):.4g}^k, slower than rho = {rate:.4g}, and "
-            f"activation flips may bring it into the error from step {memory} = log(1/delta)/log(r_0/rho) "
-            f"(delta = {delta:.3g}), before a fit window can start after the transient (step {settle:.0f}); "
-            "a linear-rate claim at this width needs a hyper whose memory fades faster than rho",
+            f"{method.name}'s rate cannot be isolated on a finite net in this setting: its memory outside the "
+            f"kernel's spectrum fades like {memory_rate(method, hyper):.4g}^k, slower than rho = {rate:.4g}, and "
+            f"activation flips may carry it into the error from step {memory} = log(1/delta)/log(r_0/rho) "
+            f"(delta = {delta:.3g}), before the fit window (the run's second half) can start after rho's own "
+            f"transient (step {settle:.0f}); both scale with log(1/delta), so a wider net does not help; a "
+            "linear-rate claim needs a hyper whose memory fades faster",
             param="hyper")
     return memory
 
@@ -188,8 +191,8 @@ GENERIC_DOC = """{title} converges at the spectral radius of its declared recurs
     that mode to fall by e^-28 (at most max_steps), or fewer when the recursion's memory outside the
     kernel's spectrum (roots at lam = 0 besides z = 1, largest r_0) fades slower than rho: then the run
     stops by k* = log(1/delta)/log(r_0/rho), delta the lazy diagnostic's kernel error bound, and a setting
-    whose k*/2 comes before the fitted mode's transient has fallen to delta is refused as not lazy at this
-    width (`memory_steps`, `claim_steps`).
+    whose k*/2 comes before the fitted mode's other roots have fallen to delta is refused (`memory_steps`,
+    `claim_steps`).
     Tolerance: relative on log(rho), the larger of 2 sqrt(n/m) (finite width, as hb-linear) and theory's
     own move of log(rho) for the kernel error the lazy diagnostic predicts before training (as
     nag-sc-linear; square-root sensitivity at a double root); at a nearly double root rho is fitted
@@ -299,14 +302,14 @@ on H-infinity's spectrum are NtkodeErrors, raised here, before anything runs."""
     stable_hyper(m, rule, sphere_problem(PROBLEM_QUICK))  # bad input is refused before anything runs
     extra = {"method": m.name, "fingerprint": m.fingerprint, "hyper": dict(given)}
     defaults = _defaults(extra, extra)
-    _refuse_if_never_lazy(m, rule, defaults)
+    _refuse_unfittable(m, rule, defaults)
     guarantee = "linear convergence at rho (the declaration's own polynomial; no literature guarantee is assumed)"
     return declared_rate_claim(m, rule, f"{m.name}-declared-rate", setting, guarantee, defaults)
 
 
-def _refuse_if_never_lazy(method: Method, rule: HyperRule, defaults: Mapping[str, Mapping[str, Any]]) -> None:
-    """`claim_steps`'s refusal (not lazy at this width), raised before anything runs when every setting
-    (quick, full) refuses; a setting that refuses alone fails at its measurement with the same line."""
+def _refuse_unfittable(method: Method, rule: HyperRule, defaults: Mapping[str, Mapping[str, Any]]) -> None:
+    """`claim_steps`'s refusal, raised before anything runs when every setting (quick, full) refuses; a
+    setting that refuses alone (MIN_STEPS) fails at its measurement with the same line."""
     refusals = []
     for params in defaults.values():
         prob = sphere_problem(params)
