@@ -165,3 +165,12 @@ def test_the_cut_aggmo_setting_is_cut(prob, params):
     m = load_method("aggmo")
     hyper = {"eta": 0.2, "a": 0.2}
     assert claim_steps(m, hyper, prob, params) == memory_steps(m, hyper, prob, params)
+
+
+def test_a_double_root_computed_a_hair_below_rho_still_counts_as_attaining_it(prob):
+    """Polyak-tuned QHM (nu = 1): every eigenvalue attains sqrt(beta) = rho in exact arithmetic; numerically
+    lambda_0's double root reads rho (1 - 2.8e-8), and the fit must still follow the labels' mode 0."""
+    hyper = optimal("qhm", prob.lam0, prob.lam_max)["hyper"]
+    theory = spectral_radius("qhm", prob.lam, **hyper)
+    assert 1e-9 < 1 - theory.radius[0] / theory.rate < claims_declared.ATTAIN
+    assert claims_declared.fitted_mode(theory) == 0
