@@ -135,7 +135,7 @@ def claim_steps(method: Method, hyper: Mapping[str, float], prob: Problem, param
             f"kernel's spectrum fades like {memory_rate(method, hyper):.4g}^k, slower than rho = {rate:.4g}, and "
             f"activation flips may carry it into the error from step {memory} = log(1/delta)/log(r_0/rho) "
             f"(delta = {delta:.3g}), before the fit window (the run's second half) can start after rho's own "
-            f"transient (step {settle:.0f}); both scale with log(1/delta), so a wider net does not help; a "
+            f"transient (step {settle:.0f}) (both scale with log(1/delta): in this model no width helps); a "
             "linear-rate claim needs a hyper whose memory fades faster",
             param="hyper")
     return memory
