@@ -174,3 +174,26 @@ def test_a_double_root_computed_a_hair_below_rho_still_counts_as_attaining_it(pr
     theory = spectral_radius("qhm", prob.lam, **hyper)
     assert 1e-9 < 1 - theory.radius[0] / theory.rate < claims_declared.ATTAIN
     assert claims_declared.fitted_mode(theory) == 0
+
+
+def test_a_cut_shorter_than_min_steps_is_refused_even_when_settled(prob, params, delta, monkeypatch):
+    delta(0.9)  # k* = log(1/0.9)/log(0.99/0.980) ~ 10 steps < MIN_STEPS
+    monkeypatch.setattr(claims_declared, "settle_steps", lambda *a: 0.0)
+    with pytest.raises(NtkodeError, match="cannot be isolated"):
+        claim_steps(load_method("qhm"), QHM_SLOW, prob, params)
+
+
+def test_user_claim_refuses_up_front_only_when_every_setting_refuses(monkeypatch):
+    """quick refusing alone leaves the claim to fail at its measurement; quick and full refusing raise now."""
+    def refuse_at(widths):
+        def steps(method, hyper, prob, params):
+            if params["width"] in widths:
+                raise NtkodeError("cannot be isolated (test)", param="hyper")
+            return 100
+        return steps
+    quick, full = (user_claim("gd", {"eta": 1.0}).params(s)["width"] for s in ("quick", "full"))
+    monkeypatch.setattr(claims_declared, "claim_steps", refuse_at({quick}))
+    assert user_claim("gd", {"eta": 1.0}).name == "gd-declared-rate"
+    monkeypatch.setattr(claims_declared, "claim_steps", refuse_at({quick, full}))
+    with pytest.raises(NtkodeError, match="cannot be isolated"):
+        user_claim("gd", {"eta": 1.0})
