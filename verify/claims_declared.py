@@ -10,10 +10,13 @@ import math
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import sympy as sp
 
 from ntkode.declaration import Method, load_method
 from ntkode.errors import NtkodeError
+from ntkode.symbols import lam, z
 from ntkode.theory import RateResult, named_tuning, optimal, spectral_radius
+from ntkode.theory.discrete import rate_polynomial
 
 from .claim import Claim, Evidence, Figure, Prediction, Tolerance
 from .claims_common import (
@@ -28,16 +31,27 @@ HyperRule = Callable[[Problem], dict]
 POWER_FIT = 0.02
 #: the simulation runs until the slowest mode has fallen by about e^-DECAY (then round-off takes over)
 DECAY = 28.0
+#: the fewest steps a run may have (the fit needs its second half to hold several envelope points)
+MIN_STEPS = 40
 
 
 def _log_rate(method: Method, lam: np.ndarray, hyper: Mapping[str, float]) -> float:
     return math.log(spectral_radius(method, lam, **hyper).rate)
 
 
+#: relative gap below rho within which a mode counts as attaining it (`fitted_mode`)
+ATTAIN = 1e-6
+
+
 def fitted_mode(theory: RateResult) -> int:
-    """The smallest eigenvalue's index among those attaining rho (to 1e-9): where the labels put the error
-    (`slowest_mode` takes the last of tied ends, e.g. triple momentum's -rho at lam_max)."""
-    return int(np.flatnonzero(theory.radius >= theory.rate * (1 - 1e-9))[0])
+    """The smallest eigenvalue's index among those attaining rho (to a relative ATTAIN): where the labels put
+    the error (`slowest_mode` takes the last of tied ends, e.g. triple momentum's -rho at lam_max).
+
+    ATTAIN = 1e-6: a double root's modulus is computed to ~sqrt(eps) = 1.5e-8 relative (Polyak-tuned QHM
+    reads rho (1 - 2.8e-8) at lam_0 and rho at lam_max), while modes 1e-6 apart drift apart by at most
+    max_steps 1e-6 = 0.2% over a 2000-step run, far below any fit's resolution.
+    """
+    return int(np.flatnonzero(theory.radius >= theory.rate * (1 - ATTAIN))[0])
 
 
 def stable_hyper(method: Method, rule: HyperRule, prob: Problem) -> dict:
@@ -53,10 +67,78 @@ def stable_hyper(method: Method, rule: HyperRule, prob: Problem) -> dict:
     return hyper
 
 
+def memory_rate(method: Method, hyper: Mapping[str, float]) -> float:
+    """r_0: the largest root modulus of p(z) at lam = 0 once one point mode z = 1 is set aside (0 if none).
+
+    At lam = 0 (weight directions the kernel does not see) a gradient-free step keeps W fixed, so z = 1 is
+    a root; the others are the memory of the method's auxiliary states there (heavy ball: beta; AggMo:
+    1 - a, 1 - a^2; gd: none). docs/theory.md#verification, memory outside the kernel's spectrum.
+    """
+    values = method.scalar_hyper(hyper)
+    poly = rate_polynomial(method).subs({lam: 0, **{s: values[n] for s, n in zip(method.symbols, method.hyper_names)}})
+    roots = np.roots([complex(c) for c in sp.Poly(poly, z).all_coeffs()])
+    rest = np.delete(roots, np.argmin(np.abs(roots - 1.0)))
+    return float(np.max(np.abs(rest))) if rest.size else 0.0
+
+
+def memory_steps(method: Method, hyper: Mapping[str, float], prob: Problem, params: Mapping[str, Any]) -> int | None:
+    """The last step at which the fitted mode still dominates the memory outside the kernel's spectrum,
+    known before training; None when that memory fades at least as fast as rho (r_0 <= rho).
+
+    A finite net's weights have m d - n directions the kernel does not see. Activation flips turn part of
+    each gradient into them; there the recursion is the one at lam = 0, whose roots other than z = 1 fade
+    like r_0^k, and later flips carry that motion back into the error. So e_k ~ A rho^k + eps r_0^k, and
+    when r_0 > rho the second term overtakes the first at k* = log(A/eps)/log(r_0/rho). eps is not given
+    by the NTK; it is modelled as the seed-worst kernel error bound delta of the lazy diagnostic (the
+    share of the dynamics the tolerances already allow to differ from the NTK recursion), A = 1 (labels
+    along the slowest eigenvector): k* = log(1/delta)/log(r_0/rho). This is a model, not a bound: on the
+    sphere with AggMo (eta = 0.5, a = 0.1, r_0 = 0.99 > rho = 0.960, m = 65536) the error follows rho^k
+    to ~1e-8 and then jumps along a floor, i.e. eps ~1e-6 << delta = 0.03 (docs/theory.md#verification).
+    """
+    r0 = memory_rate(method, hyper)
+    rho = spectral_radius(method, prob.lam, **hyper).rate
+    if r0 <= rho:
+        return None
+    delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
+    return int(math.log(1.0 / delta) / math.log(r0 / rho))
+
+
+def settle_steps(method: Method, hyper: Mapping[str, float], prob: Problem, share: float) -> float:
+    """The first step at which the fitted eigenvalue's other roots have fallen to `share` of its dominant
+    one: log(1/share)/log(rho/rho_2), rho_2 the largest of them (0 steps without one; inf at a double root)."""
+    theory = spectral_radius(method, prob.lam, **hyper)
+    mods = np.abs(np.asarray(theory.roots)[fitted_mode(theory)])
+    rest = mods[mods < theory.rate * (1 - 1e-9)]
+    if rest.size == 0 or rest.max() == 0.0:
+        return 0.0
+    gap = math.log(theory.rate / float(rest.max()))
+    return math.log(1.0 / share) / gap if gap > 0 else math.inf
+
+
 def claim_steps(method: Method, hyper: Mapping[str, float], prob: Problem, params: Mapping[str, Any]) -> int:
-    """Steps for the slowest mode to fall by e^-DECAY at theory's rate, at most params["max_steps"]."""
+    """Steps for the slowest mode to fall by e^-DECAY at theory's rate, at most params["max_steps"], and no
+    further than `memory_steps`. A run cut there is refused (NtkodeError, param "hyper") unless its fit
+    window, the second half, starts after the fitted mode's own transient has fallen to the same share
+    delta (`settle_steps`) and it holds MIN_STEPS steps. Both steps are log(1/delta) over a fixed log-gap,
+    so apart from MIN_STEPS the verdict does not depend on the width: the refusal reads
+    log(rho/rho_2) < 2 log(r_0/rho)."""
     rate = spectral_radius(method, prob.lam, **hyper).rate
-    return int(min(params["max_steps"], max(40, math.ceil(DECAY / -math.log(rate)))))
+    steps = int(min(params["max_steps"], max(MIN_STEPS, math.ceil(DECAY / -math.log(rate)))))
+    memory = memory_steps(method, hyper, prob, params)
+    if memory is None or memory >= steps:
+        return steps
+    delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
+    settle = settle_steps(method, hyper, prob, delta)
+    if memory < max(MIN_STEPS, 2 * settle):
+        raise NtkodeError(
+            f"{method.name}'s rate cannot be isolated on a finite net in this setting: its memory outside the "
+            f"kernel's spectrum fades like {memory_rate(method, hyper):.4g}^k, slower than rho = {rate:.4g}, and "
+            f"activation flips may carry it into the error from step {memory} = log(1/delta)/log(r_0/rho) "
+            f"(delta = {delta:.3g}), before the fit window (the run's second half) can start after rho's own "
+            f"transient (step {settle:.0f}) (both scale with log(1/delta): in this model no width helps); a "
+            "linear-rate claim needs a hyper whose memory fades faster",
+            param="hyper")
+    return memory
 
 
 def nearly_double(method: Method, hyper: Mapping[str, float], prob: Problem, steps: int) -> bool:
@@ -115,13 +197,25 @@ GENERIC_DOC = """{title} converges at the spectral radius of its declared recurs
     References: {reference}; Lessard, Recht & Packard 2016 (the state-space view).
     Measurement: {setting} on n points of the sphere, labels = H-infinity's bottom eigenvector;
     seed-mean envelope slope of log|u_i^T e_k| along the mode i attaining rho, over enough steps for
-    that mode to fall by e^-28 (at most max_steps).
+    that mode to fall by e^-28 (at most max_steps), or fewer when the recursion's memory outside the
+    kernel's spectrum (roots at lam = 0 besides z = 1, largest r_0) fades slower than rho: then the run
+    stops by k* = log(1/delta)/log(r_0/rho), delta the lazy diagnostic's kernel error bound, and a setting
+    whose k*/2 comes before the fitted mode's other roots have fallen to delta is refused (`memory_steps`,
+    `claim_steps`).
     Tolerance: relative on log(rho), the larger of 2 sqrt(n/m) (finite width, as hb-linear) and theory's
     own move of log(rho) for the kernel error the lazy diagnostic predicts before training (as
     nag-sc-linear; square-root sensitivity at a double root); at a nearly double root rho is fitted
     with a free k^q prefactor and 0.02 is added (`rate_tolerances`).
     Sensitivity: the note gives how far each prediction moves, in tolerances, for the spectrum x0.9/x1.1.
     """
+
+
+def _memory_note(method: Method, hyper: Mapping[str, float], prob: Problem, params: Mapping[str, Any]) -> str:
+    memory = memory_steps(method, hyper, prob, params)
+    if memory is None:
+        return ""
+    return (f"; memory outside the kernel's spectrum fades like r_0^k, r_0 = {memory_rate(method, hyper):.4g} > rho: "
+            f"the run stops by step {memory} = log(1/delta)/log(r_0/rho) (`memory_steps`)")
 
 
 def _measure(method: Method, rule: HyperRule) -> Callable[[Mapping[str, Any], str], Evidence]:
@@ -141,7 +235,7 @@ def _measure(method: Method, rule: HyperRule) -> Callable[[Mapping[str, Any], st
         figure = Figure(f"{method.name}: slowest eigen-direction (seed 0)", "step k", "|u_i^T e_k|", curves)
         notes = [f"lambda_0 = {prob.lam0:.4g}, lambda_max = {prob.lam_max:.4g} (H-inf); hyper "
                  + ", ".join(f"{k} = {v:.4g}" for k, v in hyper.items()) + f"; {steps} steps"
-                 + ("; k^q prefactor fitted" if power else ""),
+                 + ("; k^q prefactor fitted" if power else "") + _memory_note(method, hyper, prob, params),
                  sensitivity_note(lambda p, s: declared_predictions(method, rule, p, s, sim.lam_emp[0]), params),
                  diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
         return Evidence(checks, figure, notes)
@@ -216,5 +310,21 @@ on H-infinity's spectrum are NtkodeErrors, raised here, before anything runs."""
         setting = "tuned on H-infinity's [lambda_0, lambda_max] (optimal)"
     stable_hyper(m, rule, sphere_problem(PROBLEM_QUICK))  # bad input is refused before anything runs
     extra = {"method": m.name, "fingerprint": m.fingerprint, "hyper": dict(given)}
+    defaults = _defaults(extra, extra)
+    _refuse_unfittable(m, rule, defaults)
     guarantee = "linear convergence at rho (the declaration's own polynomial; no literature guarantee is assumed)"
-    return declared_rate_claim(m, rule, f"{m.name}-declared-rate", setting, guarantee, _defaults(extra, extra))
+    return declared_rate_claim(m, rule, f"{m.name}-declared-rate", setting, guarantee, defaults)
+
+
+def _refuse_unfittable(method: Method, rule: HyperRule, defaults: Mapping[str, Mapping[str, Any]]) -> None:
+    """`claim_steps`'s refusal, raised before anything runs when every setting (quick, full) refuses; a
+    setting that refuses alone (MIN_STEPS) fails at its measurement with the same line."""
+    refusals = []
+    for params in defaults.values():
+        prob = sphere_problem(params)
+        try:
+            claim_steps(method, rule(prob), prob, params)
+        except NtkodeError as err:
+            refusals.append(err)
+    if len(refusals) == len(defaults):
+        raise refusals[0]
