@@ -365,6 +365,11 @@ def test_cli_names_flags_the_library_names_parameters():
         == "--hyper alpha must lie in (0, inf); got -1"
     assert cli_message(NtkodeError("lr must lie in (0, inf); got -1", param="hyper:lr")) == "--lr must lie in (0, inf); got -1"
     assert cli_message(NtkodeError("no parameter here")) == "no parameter here"
+    # verify has no alias flags (only --hyper NAME=VALUE), simulate has no --damping
+    assert cli_message(NtkodeError("method 'nag' needs r", param="hyper:r"), "verify") == "method 'nag' needs --hyper r"
+    assert cli_message(NtkodeError("method 'nag' needs r", param="hyper:r"), "simulate") == "method 'nag' needs --r"
+    assert cli_message(NtkodeError("damping must lie in (0, inf)", param="hyper:damping"), "simulate") \
+        == "--hyper damping must lie in (0, inf)"
 
 
 def test_methods_command_and_version(capsys):

@@ -50,17 +50,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 #: hyper-parameter names that have a flag of their own (the built-ins' aliases); others go through --hyper
 HYPER_FLAGS = ("lr", "momentum", "momentum2", "r", "damping")
+#: the alias flags each command has (default HYPER_FLAGS); verify takes hyper-parameters only as --hyper
+SIMULATE_FLAGS = ("lr", "momentum", "momentum2", "r")
+COMMAND_HYPER_FLAGS = {"simulate": SIMULATE_FLAGS, "verify": ()}
 
 
-def cli_message(err: NtkodeError) -> str:
+def cli_message(err: NtkodeError, command: str | None = None) -> str:
     """The error's message with the parameter it names (`err.param`) replaced by its flag; a
-    hyper-parameter ("hyper:NAME") becomes --NAME for the built-ins' aliases and --hyper NAME otherwise."""
+    hyper-parameter ("hyper:NAME") becomes --NAME where `command` has that alias flag, --hyper NAME otherwise."""
     if not err.param:
         return str(err)
     param = err.param
     if param.startswith("hyper:"):
         param = param[len("hyper:"):]
-        flag = f"--{param}" if param in HYPER_FLAGS else f"--hyper {param}"
+        flag = f"--{param}" if param in COMMAND_HYPER_FLAGS.get(command, HYPER_FLAGS) else f"--hyper {param}"
     else:
         flag = FLAGS.get(param, "--" + param.replace("_", "-"))
     return re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, str(err), count=1)
@@ -74,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NtkodeError as err:
-        print(f"ntkode {args.command}: error: {cli_message(err)}", file=sys.stderr)
+        print(f"ntkode {args.command}: error: {cli_message(err, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ntkode {args.command}: interrupted", file=sys.stderr)

@@ -15,11 +15,9 @@ from ntkode.numerics import digits_data, load_data, mnist_data, paper_data, sphe
 from ntkode.numerics.files import exclusive
 from ntkode.numerics.simulate import serial_blas, step_macs
 
+from .cli import SIMULATE_FLAGS
 from .cli_hyper import add_hyper_flags, given_hyper
 from .cli_sweep import one_line_warnings
-
-#: the built-ins' hyper-parameter aliases that `ntkode simulate` takes as flags
-SIMULATE_FLAGS = ("lr", "momentum", "momentum2", "r")
 
 
 def _widths(text: str) -> list[int]:
