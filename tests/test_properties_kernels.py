@@ -26,7 +26,6 @@ from ntkode.numerics import (forward, init_network, kernel_spectrum, ntk_empiric
                              sphere_data)
 from ntkode.testing import (any_hyper, assert_invariant_under_conjugation, assert_rates_agree,
                             assert_scaling_equals_lr, data_sets, kernels, orthogonal_matrices, well_separated)
-from ntkode.theory import spectral_radius
 from ntkode.verify import CLAIMS, fit_linear_rate
 
 from cases import MULTISTEP

@@ -69,7 +69,8 @@ def mom2_log_radius(lam, eta, b1, b2):
 
 
 def mom2_errors(H, e0, eta, b1, b2, steps):
-    """(steps + 1, n) errors of the linearised model: the recursion above from v_0 = v_{-1} = 0, e_{-1} = e_{-2} = e_0."""
+    """(steps + 1, n) errors of the linearised model: the recursion above from v_0 = v_{-1} = 0, i.e.
+    e_{-1} = e_{-2} = e_0."""
     errors = [e0, e0, e0]
     for _ in range(steps):
         errors.append((1 + b1) * errors[-1] - eta * H @ errors[-1] + (b2 - b1) * errors[-2] - b2 * errors[-3])
