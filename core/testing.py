@@ -67,6 +67,9 @@ ITERATED_MAX_STEPS = 8000
 #: small weight w (QHM at beta -> 1 excites its buffer's mode with weight ~ 1 - beta) dominates only after
 #: log(1/w) / (log-gap to the next mode) steps, which can exceed ITERATED_MAX_STEPS
 ITERATED_RETRY_STEPS = 16 * ITERATED_MAX_STEPS
+#: the squared route's largest K = 2^SQUARED_MAX_POWER: it holds |log rho| >= ITERATED_ABS / (ITERATED_REL 2^60)
+#: ~ 2e-16 to ITERATED_REL, i.e. every rate float64 can tell from 1
+SQUARED_MAX_POWER = 60
 #: points of the grids on which stability and double roots are looked for (log-spaced in lam * step)
 STABILITY_GRID = 1201
 #: largest lam * step considered when no instability is found below it
@@ -518,7 +521,9 @@ def _iterated_tolerance(steps: int, richardson: bool) -> float:
     complex pair's window norm, and (iii) a Jordan block's k^(m-1), whose slope over [K/2, K] is
     1.39 (m-1)/K <= 2.8/K for q <= 3. ITERATED_ABS = 12 (R = 2) covers these with margin; the former test's
     200 random draws showed at most 5.3/K. A time-varying method's unknown power-law envelope k^p is removed
-    by Richardson extrapolation, 2 s[K/2, K] - s[K/4, K/2], whose weights sum to 24/K: four times the budget."""
+    by Richardson extrapolation, 2 s[K/2, K] - s[K/4, K/2], whose weights sum to 24/K: four times the budget.
+    The squared route's two-point slope (log w(K) - log w(K/2)) / (K/2) moves by at most 2R / (K/2) = 8/K for the
+    bounded residuals, plus (m-1) log 2 / (K/2) <= 2.8/K for a Jordan block: within the same ITERATED_ABS / K."""
     return (4.0 if richardson else 1.0) * ITERATED_ABS / steps
 
 
@@ -536,7 +541,11 @@ def assert_rates_agree(method: Any, eigs: ArrayLike, hyper: Mapping[str, float],
        (K = `steps`, raised up to ITERATED_MAX_STEPS for slow modes, `iterated_steps`) is log rho within
        `_iterated_tolerance`; a time-varying method's power-law envelope k^p is removed with the known
        `envelope_power` p (Nesterov: -r/2, docs/theory.md#nesterov) or else by Richardson extrapolation;
-       and `stable` is rate < 1.
+       and `stable` is rate < 1. Where that K cannot reach ITERATED_REL |log rho| (slow modes, |log rho| below
+       ITERATED_ABS / (ITERATED_REL ITERATED_MAX_STEPS) = 0.03), a time-invariant step is also applied
+       K = `squared_steps` times, by repeated squaring of its one-step map (`_squared_slope`), and held to
+       ITERATED_ABS / K <= ITERATED_REL |log rho|: relative on every mode float64 can tell from 1. A time-varying
+       step cannot be squared; its slow modes stay held to the absolute ITERATED_ABS / ITERATED_MAX_STEPS.
 
     Tolerances: routes 2 and 3 differ from the reference by at most 4 eps*, eps* the root perturbation for a
     backward error ROOT_BACKWARD u (sum |c_i| |z|^i) (polynomial) or ROOT_BACKWARD u n ||T|| (|z| + ||T||)^(n-1)
@@ -658,11 +667,62 @@ def _check_iterated(m: Method, kernel: np.ndarray, vectors: np.ndarray, values: 
         slope, tol = _iterated_slope(m, kernel, vectors, values, rate, steps, iterate, envelope_power, where)
     if slope is None:
         return
+    _judge_iterated(slope, tol, expected, rate, rate_tol, steps, where)
+    squared = squared_steps(expected)
+    if not m.time_varying and squared > steps:
+        slope = _squared_slope(m, kernel, vectors, [values[n] for n in m.hyper_names], squared)
+        _judge_iterated(slope, _iterated_tolerance(squared, False), expected, rate, rate_tol, squared, where)
+
+
+def _judge_iterated(slope: float, tol: float, expected: float, rate: float, rate_tol: float, steps: int,
+                    where: str) -> None:
+    """Fail when the iterated log-decay `slope` misses log rho by more than `tol` and rho by more than the float64
+    root tolerance `rate_tol`, or decays where rho >= 1 (grows where rho < 1)."""
     if abs(slope - expected) > tol and abs(math.exp(slope) - rate) > rate_tol:
         _fail(f"{where}: iterating the declared step decays like {math.exp(slope)!r} per step, the theory says "
               f"{rate!r} (log difference {abs(slope - expected):.3g} > tolerance {tol:.3g} over {steps} steps)")
     if abs(expected) > tol and (slope < 0) != (rate < 1):
         _fail(f"{where}: rate {rate!r} but the iterated error {'decays' if slope < 0 else 'grows'}")
+
+
+def squared_steps(log_rho: float) -> int:
+    """K of the squared route: the power of 2 at or above ITERATED_ABS / (ITERATED_REL |log rho|), at most
+    2^SQUARED_MAX_POWER; 0 (no squared route) for rho = 0, 1 or not finite."""
+    if log_rho == 0 or not math.isfinite(log_rho):
+        return 0
+    return 2 ** min(SQUARED_MAX_POWER, max(1, math.ceil(math.log2(ITERATED_ABS / (ITERATED_REL * abs(log_rho))))))
+
+
+def _squared_slope(m: Method, kernel: np.ndarray, vectors: np.ndarray, args: list[float], steps: int) -> float:
+    """Log-decay per step of a time-invariant declared step applied K = `steps` (a power of 2) times from e_0 = V 1:
+    (log w(K) - log w(K/2)) / (K/2), w(k) = ||(e_k, ..., e_{k+q-1})|| the W-errors of M^k s_0, M the one-step map
+    (`apply_step` on every basis state). M^(K/2) comes from repeated squaring, each square divided by its norm
+    (the log of the divisors is carried, so nothing leaves float64 range)."""
+    from ntkode.theory.statespace import apply_step
+    names = m.state_names
+    n = len(kernel)
+    columns = []
+    for basis in np.eye(n * len(names)):
+        after = apply_step(m, kernel, dict(zip(names, basis.reshape(len(names), n))), 1, args)
+        columns.append(np.concatenate([after[name] for name in names]))
+    M = np.array(columns).T
+    e0 = vectors @ np.ones(n)
+    state = np.concatenate([e0 if init else np.zeros(n) for init in m.initial])
+    power, log_scale = M / np.linalg.norm(M), math.log(np.linalg.norm(M))
+    for _ in range(int(math.log2(steps)) - 1):
+        power = power @ power
+        norm = float(np.linalg.norm(power))
+        power, log_scale = power / norm, 2 * log_scale + math.log(norm)
+    w = names.index("W")
+
+    def log_window(x: np.ndarray) -> float:
+        rows = [x]
+        for _ in range(max(m.degree, 1) - 1):
+            rows.append(M @ rows[-1])
+        return math.log(math.sqrt(sum(float(r[w * n:(w + 1) * n] @ r[w * n:(w + 1) * n]) for r in rows)))
+
+    half = power @ state
+    return (log_window(power @ half) - log_window(half) + log_scale) / (steps // 2)
 
 
 def _iterated_slope(m: Method, kernel: np.ndarray, vectors: np.ndarray, values: dict, rate: float, steps: int,

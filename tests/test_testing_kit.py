@@ -293,3 +293,32 @@ def test_iterated_route_sees_a_weakly_excited_slowest_mode():
     hyper = {"alpha": 2.9999999849999996, "beta": 0.99999999, "nu": 0.5}
     assert testing.ITERATED_RETRY_STEPS > 4 * testing.ITERATED_MAX_STEPS
     testing.assert_rates_agree("qhm", eigs, hyper)
+
+
+def _steps_on_a_kernel_scaled_by(factor):
+    """apply_step on factor x H: the declared dynamics, with every eigenvalue off by `factor`."""
+    from ntkode.theory import statespace
+    real = statespace.apply_step
+    return lambda method, H, state, k, args: real(method, factor * np.asarray(H), state, k, args)
+
+
+@pytest.mark.parametrize("method, hyper", [("gd", {"eta": 1.0}), ("hb", {"eta": 1.0, "beta": 0.3}),
+                                           ("mom2", {"eta": 1.0, "beta": 0.2, "beta2": 0.05})])
+def test_iterated_route_holds_a_slow_mode_to_five_percent(method, hyper, monkeypatch):
+    """A slowest eigenvalue 2e-4 (|log rho| ~ 2e-4 for GD at eta = 1): the step loop's K = ITERATED_MAX_STEPS
+    resolves only ITERATED_ABS / K = 1.5e-3 of log rho, 7x the rate itself. The squared route (time-invariant steps)
+    must pass on the true dynamics and catch dynamics whose slow mode is 5% faster or slower (the kernel seen by the
+    step scaled by 1.05 or 0.95; given as a spectrum, so the one-step-map route does not run)."""
+    from ntkode import testing
+    from ntkode.theory import statespace
+    eigs = np.array([2e-4, 0.3, 1.0])
+    rate = spectral_radius(method, eigs, **hyper).rate
+    assert testing.iterated_steps(math.log(rate)) == testing.ITERATED_MAX_STEPS
+    assert testing.ITERATED_ABS / testing.ITERATED_MAX_STEPS > 5 * abs(math.log(rate))
+    assert testing.squared_steps(math.log(rate)) > testing.ITERATED_MAX_STEPS
+    assert_rates_agree(method, eigs, hyper)
+    for factor in (1.05, 0.95):
+        with monkeypatch.context() as patch:
+            patch.setattr(statespace, "apply_step", _steps_on_a_kernel_scaled_by(factor))
+            with pytest.raises(RatesDisagree, match="iterating the declared step"):
+                assert_rates_agree(method, eigs, hyper)
