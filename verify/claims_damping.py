@@ -319,6 +319,6 @@ HB_OPTIMAL_DAMPING = Claim(
         "quick": {**PROBLEM_QUICK, **_COMMON, "width": 8192, "seeds": 4, "polyak_width": 65536,
                   "neighbour_width": 65536, "second": {**_DIGITS_POLYAK, "damping_factors": ()}},
         "full": {**PROBLEM_QUICK, **_COMMON, "width": 32768, "seeds": 8, "polyak_width": 262144,
-                 "neighbour_width": 262144, "second": {**_DIGITS_POLYAK, "seeds": 8, "width": 131072}},
+                 "neighbour_width": 262144, "second": {**_DIGITS_POLYAK, "seeds": 4, "width": 131072}},
     },
 )
