@@ -79,18 +79,18 @@ def prediction_window(x: np.ndarray, predicted_rate: float, power: float = 0.0) 
     return max(1, min(stop // 2, stop - MIN_WINDOW)), stop
 
 
-def window_fit(row: np.ndarray, predicted_rate: float) -> Fit:
-    """log(rho) of ||e_k|| over `prediction_window`: a line through the upper envelope of an oscillating
-    ||e_k|| when the window holds MIN_WINDOW/2 of its peaks, else through every point (a monotone or growing
-    sequence, whose envelope is its last point)."""
-    start, stop = prediction_window(row, predicted_rate)
+def window_fit(row: np.ndarray, predicted_rate: float, power: float = 0.0) -> Fit:
+    """log(rho) of ||e_k|| over `prediction_window` (power 1 for a double root's k rho^k): a line through the
+    upper envelope of an oscillating ||e_k|| when the window holds MIN_WINDOW/2 of its peaks, else through every
+    point (a monotone or growing sequence, whose envelope is its last point)."""
+    start, stop = prediction_window(row, predicted_rate, power)
     peaks, _ = upper_envelope(row[:stop])
     return fit_linear_rate(row, (start, stop), envelope=np.count_nonzero(peaks >= start) >= MIN_WINDOW // 2)
 
 
 def double_root_bias(predicted_rate: float, steps: int) -> float:
-    """Relative bias of `window_fit`'s log(rho) on k rho^k (a double root's mode): the least-squares slope of
-    log k over theory's window [K/2, K), K = min(`roundoff_step`(rho, power 1) + 1, steps + 1), divided by
+    """Relative bias of `window_fit`'s log(rho) (power 1) on k rho^k (a double root's mode): the least-squares
+    slope of log k over theory's window [K/2, K), K = min(`roundoff_step`(rho, power 1) + 1, steps + 1), divided by
     |log rho| (about 2 log 2/(K |log rho|): 5% for Polyak on the sphere and on digits). Known before training."""
     stop = min(roundoff_step(predicted_rate, power=1.0) + 1, steps + 1)
     k = np.arange(max(1, min(stop // 2, stop - MIN_WINDOW)), stop, dtype=float)
@@ -177,7 +177,7 @@ def _polyak_neighbours(prob, params, device) -> tuple[list[dict], np.ndarray, np
     if not same:
         sim = run_simulation("hb", prob, params, [polyak], steps, device, widths=[params["polyak_width"]],
                              projections=False)
-    own = [window_fit(row, math.exp(predicted[0])) for row in sim.error_norm[0, 0]]
+    own = [window_fit(row, math.exp(predicted[0]), power=1.0) for row in sim.error_norm[0, 0]]
     return hyper, predicted, measured, mean_and_stderr([f.value for f in own], own[0].stderr), sim.lam_emp[0]
 
 
