@@ -54,45 +54,55 @@ def measure_nag_sublinear(params: Mapping[str, Any], device: str) -> Evidence:
     Kernel-free: the limit slope -r/2 holds for every eigenvalue and is the same for any spectrum
     (a spectrum scaled by s only rescales t by sqrt(s), a shift of log t), so (ii) passes on a wrong
     kernel by design and cannot fail for it; what it tests is the sublinear order itself. On digits
-    (kappa 81) it runs only in --full (`NO_QUICK_DIGITS`).
+    (kappa 81) it runs only in --full (`NO_QUICK_DIGITS`), and on eigen-direction `mode` = 10 of
+    H-inf (lam_10 = 1.07; eta_lam0s and x_window then read in lam_10's units), the one the labels
+    excite (y's component -0.94): they barely excite the slowest (e_0's component 0.006 of
+    ||e_0|| ~ 0.75 at m = 32768, seed 0), so that projection is the other modes' finite-width
+    leakage, which decays as slowly as it does (slopes -1.39 for -1.09 at m = 32768, -1.15 at
+    131072). lam_10 sits 0.65 and 2.5 from its neighbours, so H-inf's eigenvector is the kernel's
+    to ~||H - H-inf||/0.65.
     """
     prob = problem(params)
-    t_window = tuple(x / math.sqrt(prob.lam0) for x in params["x_window"])
+    mode = params.get("mode", 0)
+    lam = float(prob.lam[mode])
+    name = "lam0" if mode == 0 else f"lam{mode}"
+    t_window = tuple(x / math.sqrt(lam) for x in params["x_window"])
     roots = np.sqrt(np.asarray(params["eta_lam0s"], dtype=float))
     measured = np.empty((len(params["rs"]), roots.size))
     checks, curves = [], []
     delta = max(d.rate_error_bound for d in diagnostics(prob, params["width"], params["seeds"]))
-    for j, eta_lam0 in enumerate(params["eta_lam0s"]):
-        eta = eta_lam0 / prob.lam0
-        steps = int(math.ceil(1.05 * params["x_window"][1] / math.sqrt(eta_lam0)))
+    for j, eta_lam in enumerate(params["eta_lam0s"]):
+        eta = eta_lam / lam
+        steps = int(math.ceil(1.05 * params["x_window"][1] / math.sqrt(eta_lam)))
         sim = run_simulation("nag", prob, params, [{"lr": eta, "r": r} for r in params["rs"]], steps, device,
                              movement=False)
         k = np.arange(steps + 1)
         t = k * math.sqrt(eta)
         for i, r in enumerate(params["rs"]):
-            rows = sim.projections[0, i, :, :, 0]
+            rows = sim.projections[0, i, :, :, mode]
             slope, err = mean_and_stderr([_raw_slope(t, row, t_window) for row in rows])
             measured[i, j] = slope
-            theory = _raw_slope(t, nag_discrete_prediction(k, prob.lam0, eta, r, shift=r / 2), t_window)
+            theory = _raw_slope(t, nag_discrete_prediction(k, lam, eta, r, shift=r / 2), t_window)
             per_eta = Tolerance("abs", round(0.05 + delta * abs(theory + r / 2), 4),
                                 f"0.05 (model error < 0.01, mode leakage ~0.03) + kernel error {delta:.3g} x "
                                 f"the discrete factor's part {abs(theory + r / 2):.3g} of the slope")
-            checks.append(Check(f"r={r:g}, eta lam0={eta_lam0:g}", "raw envelope slope d log|e|/d log t", theory,
+            checks.append(Check(f"r={r:g}, eta {name}={eta_lam:g}", "raw envelope slope d log|e|/d log t", theory,
                                 slope, err, per_eta))
-            curves.append(Curve(f"r={r:g}, eta lam_0={eta_lam0:g} (seed 0)", t[1:].tolist(),
+            curves.append(Curve(f"r={r:g}, eta {name.replace('lam', 'lam_')}={eta_lam:g} (seed 0)", t[1:].tolist(),
                                 np.abs(rows[0, 1:] / rows[0, 0]).tolist(), group=f"r={r:g}"))
     limit = Tolerance("abs", 0.1, "three-point extrapolation to eta = 0 about doubles the per-point 0.05")
     for i, r in enumerate(params["rs"]):
         slope_b, intercept = np.polyfit(roots, measured[i], 1)
-        checks.append(Check(f"r={r:g}, limit eta->0", "intercept of slope vs sqrt(eta lam_0)",
+        checks.append(Check(f"r={r:g}, limit eta->0", f"intercept of slope vs sqrt(eta {name.replace('lam', 'lam_')})",
                             -ode_rate("nag", prob.lam, r=r).order, float(intercept), 0.0, limit))
     t_fine = np.geomspace(t_window[0] / 3, t_window[1], 200)
     curves += [Curve(f"r={r:g}: ODE envelope ~ t^(-{r / 2:g})", t_fine.tolist(),
-                     nag_envelope(t_fine, prob.lam0, r).tolist(), "predicted", group=f"r={r:g}") for r in params["rs"]]
-    figure = Figure("nag-sublinear-ode: raw slowest direction; colour = r, line style = step size", "t = k sqrt(eta)",
-                    "|u_0^T e_k| / |u_0^T e_0|", curves, xscale="log")
+                     nag_envelope(t_fine, lam, r).tolist(), "predicted", group=f"r={r:g}") for r in params["rs"]]
+    where = "slowest direction" if mode == 0 else f"eigen-direction {mode} of H-inf"
+    figure = Figure(f"nag-sublinear-ode: raw {where}; colour = r, line style = step size", "t = k sqrt(eta)",
+                    f"|u_{mode}^T e_k| / |u_{mode}^T e_0|", curves, xscale="log")
     notes = [f"fit window t in [{t_window[0]:.3g}, {t_window[1]:.3g}] for every eta; measured raw slopes "
-             f"(rows r = {list(params['rs'])}, columns eta lam_0 = {list(params['eta_lam0s'])}): "
+             f"(rows r = {list(params['rs'])}, columns eta {name} = {list(params['eta_lam0s'])}): "
              f"{np.round(measured, 3).tolist()}",
              diagnostic_note(diagnostics(prob, params["width"], params["seeds"]))]
     return Evidence(checks, figure, notes)
@@ -261,7 +271,7 @@ NAG_SUBLINEAR_ODE = Claim(
         "quick": {**PROBLEM_QUICK, "width": 8192, "seeds": 2, "eta_lam0s": (1e-2, 1e-3, 1e-4), "rs": (2, 3, 4),
                   "x_window": (6.0, 40.0)},
         "full": {**PROBLEM_QUICK, "width": 32768, "seeds": 8, "eta_lam0s": (1e-2, 1e-3, 1e-4), "rs": (2, 3, 4, 6),
-                 "x_window": (6.0, 40.0), "second": {**DIGITS, "width": 65536, "seeds": 4}},
+                 "x_window": (6.0, 40.0), "second": {**DIGITS, "width": 65536, "seeds": 4, "mode": 10}},
     },
 )
 
