@@ -264,13 +264,9 @@ def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
     for h, pred, meas in zip(hyper[1:], predicted[1:], measured[1:]):
         label = f"vs eta*{h['lr'] / hyper[0]['lr']:.4g},beta={h['momentum']:.3g}"
         checks.append(Check(label, "log-rate margin over Polyak", pred - predicted[0], meas - measured[0], 0.0, beyond))
-    curves.append(Curve("Polyak's rate vs neighbours': predicted margin", list(range(1, len(hyper))),
-                        (predicted[1:] - predicted[0]).tolist(), "predicted", group="margins"))
-    curves.append(Curve("measured margin", list(range(1, len(hyper))), (measured[1:] - measured[0]).tolist(),
-                        "marker", group="margins"))
-    figure = Figure("hb-optimal-damping: decay exponent vs damping; Polyak's margins", "damping gamma = "
-                    "(1-beta)/sqrt(eta); neighbour index", "exponent per unit time t = k sqrt(eta); log-rate margin",
-                    curves, yscale="linear")
+    figure = Figure("hb-optimal-damping: decay exponent vs damping (the damping grid's data sets)",
+                    "damping gamma = (1-beta)/sqrt(eta)", "exponent per unit time t = k sqrt(eta)", curves,
+                    yscale="linear")
     notes += [f"Polyak: eta = {hyper[0]['lr']:.4g}, beta = {hyper[0]['momentum']:.4g}, predicted rho = "
               f"{math.exp(predicted[0]):.4g}, measured {math.exp(own[0]):.4g} (line over theory's window, "
               f"m = {params['polyak_width']})",
