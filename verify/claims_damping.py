@@ -280,7 +280,7 @@ def measure_hb_damping(params: Mapping[str, Any], device: str) -> Evidence:
 #: why digits has no H(W_0) check on Polyak's rate
 NO_W0 = ("at kappa 81 the top double root splits like sqrt(eta dlam/sqrt(beta)) for a lambda_max error dlam, and "
          "H(W_0)'s lambda_max fluctuates by ~0.002 = 0.04 lambda_0 at m = 262144 (0.09 at 524288, seed 0): its "
-         "prediction reads rho 0.84 (0.85) while the net runs at 0.80, because training moves lambda_max by "
+         "prediction reads rho 0.84 (0.855) while the net runs at 0.80, because training moves lambda_max by "
          "-0.0066 within 10 steps (H(W_10), m = 262144), 3.6x the lazy diagnostic's drift bound; no width in "
          "reach makes H(W_0) a prediction known before training here")
 
@@ -294,12 +294,12 @@ _COMMON = {
 }
 
 #: digits (kappa 80.8): Polyak's rho = 0.7997 reaches round-off (k rho^k = 1e-10) at step 125 (`roundoff_step`).
-#: A 10% spectrum error moves its log(rho) by 32% (double root); the seed-worst kernel error bound is 0.05 at
-#: m = 262144 (tolerance ~0.25), 0.08 at 131072 (~0.30, too close), so Polyak's own rate runs at 262144, one seed.
-#: Polyak's eta sits 1.2% below the top mode's stability edge eta lam_max < 2 (1 + beta) (the sphere's
-#: 1.1 eta and beta - 0.1 diverge here): the neighbours are 0.6 eta, 1.005 eta, beta - 0.01, beta + 0.2, each at
-#: least 0.115 slower in log(rho) and still >= 0.03 slower under the kernel error bound at m = 32768
-#: (`worst_margins`), where they run.
+#: A spectrum 10% too small moves its log(rho) by 32% (double root); the (seed 0) kernel error bound is 0.051 at
+#: m = 262144 (tolerance 0.27 with the line's bias 0.049), 0.061 at 131072 (0.30, too close), so Polyak's own rate
+#: runs at 262144, one seed. Polyak's eta sits 1.2% below the top mode's stability edge eta lam_max < 2 (1 + beta)
+#: (the sphere's 1.1 eta and beta - 0.1 diverge here): the neighbours are 0.6 eta, 1.005 eta, beta - 0.01 and
+#: beta + 0.2, each at least 0.136 slower in log(rho) and, in theory, still >= 0.067 slower under the kernel error
+#: bound at m = 32768 (`worst_margins`), where they run.
 _DIGITS_POLYAK = {**DIGITS, "seeds": 1, "w0_check": False, "polyak_width": 262144, "neighbour_width": 32768,
                   "polyak_steps": 125, "lr_factors": (0.6, 1.005), "momentum_shifts": (-0.01, 0.2)}
 
