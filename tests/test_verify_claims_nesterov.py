@@ -51,16 +51,18 @@ def test_sublinear_figure_draws_every_r_in_its_own_colour_and_every_step_size_in
     from ntkode.verify.report import draw_figure
 
     claim = CLAIMS["nag-sublinear-ode"]
-    params = claim.params("quick", width=256, seeds=1, eta_lam0s=(4e-2, 1e-2), rs=(2, 4), x_window=(3.0, 12.0))
+    params = claim.params("quick", width=256, seeds=1, eta_lam0s=(4e-2, 1e-2), rs=(2, 4), x_window=(3.0, 12.0),
+                          second=None)
     figure = claim.measure(params, "cpu").figure
     kept = []
     monkeypatch.setattr(plt, "close", kept.append)
     draw_figure(figure, tmp_path / "f.png")
     lines = {c.get_label(): c.lines[0] for c in kept[0].axes[0].containers}
     for r in (2, 4):
-        network = [lines[f"r={r}, eta lam_0={e:g} (seed 0)"] for e in (4e-2, 1e-2)]
-        ode = [line for label, line in lines.items() if label.startswith(f"r={r}: ODE envelope")]
+        network = [lines[f"sphere: r={r}, eta lam_0={e:g} (seed 0)"] for e in (4e-2, 1e-2)]
+        ode = [line for label, line in lines.items() if label.startswith(f"sphere: r={r}: ODE envelope")]
         assert len(ode) == 1
         assert {line.get_color() for line in network + ode} == {ode[0].get_color()}
         assert len({line.get_linestyle() for line in network}) == 2
-    assert lines["r=2, eta lam_0=0.01 (seed 0)"].get_color() != lines["r=4, eta lam_0=0.01 (seed 0)"].get_color()
+    assert (lines["sphere: r=2, eta lam_0=0.01 (seed 0)"].get_color()
+            != lines["sphere: r=4, eta lam_0=0.01 (seed 0)"].get_color())
