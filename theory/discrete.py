@@ -48,6 +48,11 @@ def _rate_polynomial(m: Method) -> sp.Expr:
 
 
 @lru_cache(maxsize=None)
+def _rate_degree(m: Method) -> int:
+    return int(sp.degree(_rate_polynomial(m), z))
+
+
+@lru_cache(maxsize=None)
 def _rate_pair(m: Method) -> tuple[sp.Expr, sp.Expr]:
     """(N, p), monic in z: W(z) = z N/p (`Method.transfer`); for a time-varying method the k -> infinity limits of
     their coefficients, with a factor the limits share for generic hyper-parameters cancelled as well."""
@@ -403,17 +408,19 @@ def roots_function(method, xp: ModuleType = np) -> Callable:
 @lru_cache(maxsize=None)
 def _roots_function(m: Method, xp: ModuleType) -> Callable:
     coefficients = _coefficients(m, xp)
-    degree = sp.degree(_rate_polynomial(m), z)
-
-    def padded(coeffs: list):
-        roots = poly_roots(xp, coeffs)
-        return xp.concatenate([roots, xp.zeros(roots.shape[:-1] + (degree - len(coeffs),), dtype=complex)], axis=-1)
+    degree = _rate_degree(m)
 
     def roots(lam_, *hyper):
         generic = poly_roots(xp, coefficients(lam_, *hyper))
-        return _at_special_settings(m, xp, lam_, hyper, generic, padded)
+        return _at_special_settings(m, xp, lam_, hyper, generic, lambda coeffs: _padded_roots(xp, coeffs, degree))
 
     return roots
+
+
+def _padded_roots(xp: ModuleType, coeffs: list, degree: int):
+    """Roots (..., degree) of z^(degree - q) (z^q + sum c_i z^i): those of the monic polynomial, then zeros."""
+    roots = poly_roots(xp, coeffs)
+    return xp.concatenate([roots, xp.zeros(roots.shape[:-1] + (degree - len(coeffs),), dtype=complex)], axis=-1)
 
 
 def rate_function(method, xp: ModuleType = np) -> Callable:
@@ -490,7 +497,8 @@ def check_eigs(eigs: ArrayLike) -> np.ndarray:
 
 def spectral_radius(method, eigs: ArrayLike, **hyper: float) -> RateResult:
     """rho = max over eigs of max |root of p(z)| (time-varying methods: of lim_{k->inf} p, per step), p reduced
-    at this setting where more of its modes stop reaching W (`setting_polynomial`; QHM at nu = 0 is GD).
+    at this setting where more of its modes stop reaching W (`setting_polynomial`; QHM at nu = 0 is GD); there
+    `roots` are the reduced polynomial's padded with zeros to p's degree, as `roots_function` gives them.
 
     `method`: a built-in name, a .toml path or a Method; `hyper`: its hyper-parameters by declared name
     or alias (lr, momentum, momentum2 for the built-ins).
@@ -505,7 +513,7 @@ def spectral_radius(method, eigs: ArrayLike, **hyper: float) -> RateResult:
             coeffs = _coefficients(m, np)(lam_, *args)
         else:  # only the modes that still reach W at this setting
             coeffs = _broadcast(np, _setting_coefficient_function(m, setting, "numpy")(lam_), lam_)
-        roots = np.asarray(poly_roots(np, coeffs))
+        roots = np.asarray(_padded_roots(np, coeffs, _rate_degree(m)))
         radius = np.asarray(_radius(np, coeffs), dtype=float)
     if not np.all(np.isfinite(radius)):
         raise NtkodeError(f"non-finite rate for {m.name} with {values}; check the hyper-parameters")
