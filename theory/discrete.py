@@ -151,7 +151,7 @@ def _vanishing_test(m: Method) -> _VanishingTest | None:
     for factor, _ in sp.factor_list(res)[1]:
         coeffs = sp.Poly(factor, lam).all_coeffs() if factor.has(lam) else [factor]
         if any(_nonzero_on_domain(m, c) for c in coeffs):
-            continue  # a number, lam, or a factor such as alpha, 1 - beta, eta lam - 1 that no admissible setting zeroes
+            continue  # a number, lam, or a factor such as alpha, 1 - beta, eta lam - 1 that no setting zeroes
         groups.append([(c, sum(sp.Abs(t) for t in sp.Add.make_args(sp.expand(c)))) for c in coeffs])
     if not groups:
         return None

@@ -76,7 +76,8 @@ def _apply_scaled_step(m, H: np.ndarray, state: dict, k: int, args: list[float])
             vector, scale = _scaled_combination(local, op.point, coefs[0])
             local[op.target] = _unit(H @ vector, scale)
         else:
-            local.update(zip(op.targets, [_unit(*_scaled_combination(local, c, cs)) for c, cs in zip(op.values, coefs)]))
+            values = [_unit(*_scaled_combination(local, c, cs)) for c, cs in zip(op.values, coefs)]
+            local.update(zip(op.targets, values))
     return {name: local[name] for name in m.state_names}
 
 
