@@ -255,6 +255,18 @@ def test_the_iterated_route_sees_past_a_dominant_mode_w_does_not_read():
     assert scale[3000] + math.log(np.linalg.norm(E[3000])) == pytest.approx(3000 * math.log(0.5), rel=1e-9)
 
 
+def test_qhm_ode_at_nu_0_is_gradient_flow():
+    """QHM's ODE scaling (alpha = h/gamma, beta = 1 - gamma h, t = k h) at nu = 0 is GD with step h/gamma, whose
+    flow e' = -(lam/gamma) e decays at lam/gamma per unit time; the generic ODE (s + gamma)(s + lam/gamma) would add
+    the buffer's exponent gamma, the smaller one at lam = 1, gamma = 0.5. At nu = 1e-3 the buffer counts again."""
+    eigs, gamma = [0.1, 1.0], 0.5
+    at = ode_rate("qhm", eigs, gamma=gamma, nu=0.0)
+    assert at.per_lambda.tolist() == pytest.approx([0.1 / gamma, 1.0 / gamma], rel=1e-14)
+    assert at.exponent == pytest.approx(0.2, rel=1e-14) and at.roots.shape == (2, 1)
+    near = ode_rate("qhm", eigs, gamma=gamma, nu=1e-3)
+    assert near.per_lambda[1] == pytest.approx(gamma, rel=1e-2)
+
+
 def test_near_nu_0_the_buffer_counts():
     """At nu = 1e-9 the buffer's mode reaches W with amplitude O(nu): it is counted (rate ~ beta, not GD's)."""
     near = spectral_radius("qhm", [0.3], alpha=1.0, beta=0.9, nu=1e-9)

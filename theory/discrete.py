@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike
 
-from ntkode.declaration import Method
+from ntkode.declaration import Hyper, Method
 from ntkode.errors import NtkodeError
 from ntkode.symbols import k, lam, z
 
@@ -141,38 +141,45 @@ class _VanishingTest:
 
 @lru_cache(maxsize=None)
 def _vanishing_test(m: Method) -> _VanishingTest | None:
-    """The prefilter of `setting_polynomial`, never a verdict; None when no setting can make N and p share more
-    (N constant, or no factor of the resultant involves a hyper-parameter)."""
-    num, poly = _rate_pair(m)
-    if sp.degree(num, z) < 1:
+    """The prefilter of `setting_polynomial`, never a verdict (`vanishing_test` of the rate pair)."""
+    return vanishing_test(*_rate_pair(m), z, m.hyper)
+
+
+@lru_cache(maxsize=None)
+def vanishing_test(num: sp.Expr, poly: sp.Expr, var: sp.Symbol, hypers: tuple[Hyper, ...]) -> _VanishingTest | None:
+    """For W's transform N/p in `var` (z, or s for an ODE), monic and coprime for generic values of `hypers`: the
+    test of where Res_var(N, p) may vanish for every lam; None when no admissible setting can make it (N constant,
+    or every factor of the resultant has a coefficient in lam that no setting zeroes)."""
+    if sp.degree(num, var) < 1:
         return None
-    res = sp.numer(sp.together(sp.resultant(num, poly, z)))
+    res = sp.numer(sp.together(sp.resultant(num, poly, var)))
     groups = []
     for factor, _ in sp.factor_list(res)[1]:
         coeffs = sp.Poly(factor, lam).all_coeffs() if factor.has(lam) else [factor]
-        if any(_nonzero_on_domain(m, c) for c in coeffs):
+        if any(_nonzero_on_domain(hypers, c) for c in coeffs):
             continue  # a number, lam, or a factor such as alpha, 1 - beta, eta lam - 1 that no setting zeroes
         groups.append([(c, sum(sp.Abs(t) for t in sp.Add.make_args(sp.expand(c)))) for c in coeffs])
     if not groups:
         return None
     flat = [part for group in groups for pair in group for part in pair]
-    return _VanishingTest(tuple(len(group) for group in groups), sp.lambdify(m.symbols, flat, modules="numpy"),
-                          sp.lambdify(m.symbols, flat, modules="math"))
+    symbols = [hp.symbol for hp in hypers]
+    return _VanishingTest(tuple(len(group) for group in groups), sp.lambdify(symbols, flat, modules="numpy"),
+                          sp.lambdify(symbols, flat, modules="math"))
 
 
-def _nonzero_on_domain(m: Method, factor: sp.Expr) -> bool:
+def _nonzero_on_domain(hypers: tuple[Hyper, ...], factor: sp.Expr) -> bool:
     """Whether `factor`, a number or an expression in one hyper-parameter alone, has no zero in its domain."""
     symbols = factor.free_symbols
     if not symbols:
         return factor != 0
-    if len(symbols) != 1 or lam in symbols:
+    found = [hp for hp in hypers if hp.symbol in symbols]
+    if len(symbols) != 1 or not found:
         return False
-    hp = next(x for x in m.hyper if x.symbol in symbols)
+    hp = found[0]
     domain = sp.Interval(sp.Float(hp.low) if math.isfinite(hp.low) else -sp.oo,
                          sp.Float(hp.high) if math.isfinite(hp.high) else sp.oo,
                          left_open=not hp.low_closed, right_open=not hp.high_closed)
-    zeros = sp.solveset(factor, hp.symbol, domain)
-    return zeros is sp.S.EmptySet
+    return sp.solveset(factor, hp.symbol, domain) is sp.S.EmptySet
 
 
 def _exact(m: Method, setting: tuple[float, ...]) -> dict:
@@ -181,14 +188,17 @@ def _exact(m: Method, setting: tuple[float, ...]) -> dict:
 
 @lru_cache(maxsize=4096)
 def _setting_reduction(m: Method, setting: tuple[float, ...]) -> sp.Expr | None:
-    """p_h = p / gcd(N, p) at the exact setting h (each float an exact rational), monic in z with coefficients
+    return reduce_at(*_rate_pair(m), z, _exact(m, setting))
+
+
+def reduce_at(num: sp.Expr, poly: sp.Expr, var: sp.Symbol, subs: dict) -> sp.Expr | None:
+    """p_h = p / gcd(N, p) at the exact setting `subs` (symbol -> rational), monic in `var` with coefficients
     polynomial in lam; None when N and p share nothing more there than for generic hyper-parameters."""
-    subs = _exact(m, setting)
-    num, poly = (sp.Poly(sp.cancel(part.subs(subs)), z, lam, extension=True) for part in _rate_pair(m))
+    num, poly = (sp.Poly(sp.cancel(part.subs(subs)), var, lam, extension=True) for part in (num, poly))
     common = sp.gcd(num, poly)
-    if common.degree(z) < 1:
+    if common.degree(var) < 1:
         return None
-    reduced = sp.Poly(sp.quo(poly, common).as_expr(), z)
+    reduced = sp.Poly(sp.quo(poly, common).as_expr(), var)
     return sp.expand(reduced.as_expr() / reduced.LC())
 
 
