@@ -217,11 +217,6 @@ TWO_VELOCITY = {"name": "two-velocity", "hyper": {"eta": "(0, inf)", "b2": "[0, 
                 "step": ["g = grad(W)", "v2 = b2*v2 - g", "v3 = b3*v3 - g", "W = W + eta/3*(-g + v2 + v3)"]}
 
 
-def exact(*values: float) -> list:
-    """Each float as the exact rational it is (as `setting_polynomial` takes it)."""
-    return [sp.Rational(v) for v in values]
-
-
 def test_qhm_at_nu_0_is_gradient_descent(capsys):
     """QHM at nu = 0 is gradient descent: with alpha lam = 1 its error is exactly 0 after one step, so its rate
     is |1 - alpha lam| = 0, not the buffer's beta; at lam = 0.3 (beta = 0.9) the rate is 0.7, not 0.9, in
@@ -274,21 +269,22 @@ def test_near_nu_0_the_buffer_counts():
 
 
 @pytest.mark.parametrize("method, hyper, smaller", [
-    ("hb", {"eta": 0.4, "beta": 0.0}, lambda: Z - 1 + exact(0.4)[0] * LAM),  # heavy ball at beta = 0 is GD
-    ("nag-sc", {"eta": 0.4, "beta": 0.0}, lambda: Z - 1 + exact(0.4)[0] * LAM),
-    ("qhm", {"alpha": 0.4, "beta": 0.0, "nu": 0.3}, lambda: Z - 1 + exact(0.4)[0] * LAM),
-    ("triple-momentum", {"alpha": 0.4, "beta": 0.0, "gamma": 0.0}, lambda: Z - 1 + exact(0.4)[0] * LAM),
+    ("hb", {"eta": 0.4, "beta": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),  # heavy ball at beta = 0 is GD
+    ("nag-sc", {"eta": 0.4, "beta": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
+    ("qhm", {"alpha": 0.4, "beta": 0.0, "nu": 0.3}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
+    ("triple-momentum", {"alpha": 0.4, "beta": 0.0, "gamma": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
     # mom2 at beta2 = 0: v = beta v + g, W -= eta v is heavy ball in velocity form, (z - 1)(z - beta) + eta lam z
     ("mom2", {"eta": 0.4, "beta": 0.3, "beta2": 0.0},
-     lambda: (Z - 1) * (Z - exact(0.3)[0]) + exact(0.4)[0] * LAM * Z),
+     lambda: (Z - 1) * (Z - sp.Rational(0.3)) + sp.Rational(0.4) * LAM * Z),
     # two equal velocities v: W+ = W + eta/3 (-g + 2 v+), v+ = b v - g gives (z - 1)(z - b) + (eta lam/3)(3z - b)
     (TWO_VELOCITY, {"eta": 0.4, "b2": 0.9, "b3": 0.9},
-     lambda: (Z - 1) * (Z - exact(0.9)[0]) + exact(0.4)[0] * LAM / 3 * (3 * Z - exact(0.9)[0])),
-    (GATED, {"eta": 0.4, "mu": 2.0, "rho": 1.9, "c": 0.0}, lambda: Z - 1 + exact(0.4)[0] * LAM),
+     lambda: (Z - 1) * (Z - sp.Rational(0.9)) + sp.Rational(0.4) * LAM / 3 * (3 * Z - sp.Rational(0.9))),
+    (GATED, {"eta": 0.4, "mu": 2.0, "rho": 1.9, "c": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
 ])
 def test_special_settings_reduce_to_the_smaller_recursion(method, hyper, smaller):
     """At these settings N and p share a factor that they do not share for generic hyper-parameters; the rate
-    polynomial at the setting is the smaller recursion's (written out by hand above), its radius that of the
+    polynomial at the setting (floats as the exact rationals they are, sp.Rational(0.4) != 2/5) is the smaller
+    recursion's (written out by hand above), its radius that of the
     smaller polynomial's companion matrix, and the roots beyond its degree are padded with 0."""
     m = load_method(method)
     reduced = rate_polynomial(m, **hyper)
@@ -300,7 +296,8 @@ def test_special_settings_reduce_to_the_smaller_recursion(method, hyper, smaller
         want = np.linalg.eigvals(_companion(want_fn(lam_)))
         assert radius == pytest.approx(np.max(np.abs(want)), rel=1e-13, abs=1e-15)
         q = len(want)
-        assert roots.shape == (m.degree,) and sorted(roots[:q], key=abs) == pytest.approx(sorted(want, key=abs))
+        order = lambda r: (round(abs(r), 9), r.imag)  # noqa: E731  (a conjugate pair: by modulus, then sign)
+        assert roots.shape == (m.degree,) and sorted(roots[:q], key=order) == pytest.approx(sorted(want, key=order))
         assert roots[q:].tolist() == [0] * (m.degree - q)
 
 

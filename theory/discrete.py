@@ -223,7 +223,13 @@ def _reduced_at(m: Method, setting: tuple[float, ...]) -> sp.Expr | None:
 
 @lru_cache(maxsize=4096)
 def _setting_coefficient_function(m: Method, setting: tuple[float, ...], xp_name: str) -> Callable:
-    return sp.lambdify(lam, monic_coefficients(_setting_reduction(m, setting)), modules=xp_name)
+    return sp.lambdify(lam, float_coefficients(_setting_reduction(m, setting), z), modules=xp_name)
+
+
+def float_coefficients(poly: sp.Expr, var: sp.Symbol) -> list[sp.Expr]:
+    """`monic_coefficients` with every exact rational rounded to 40 digits, so that the compiled code reads
+    float literals (a subnormal setting's rationals have 1074-bit denominators, which numpy cannot take)."""
+    return [sp.N(c, 40) for c in monic_coefficients(poly, var)]
 
 
 def _host(value) -> np.ndarray:

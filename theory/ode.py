@@ -21,7 +21,7 @@ from ntkode.declaration import Hyper, Method
 from ntkode.errors import NtkodeError
 from ntkode.symbols import h, lam, s, t, z
 
-from .discrete import check_eigs, monic_coefficients, poly_roots, reduce_at, vanishing_test
+from .discrete import check_eigs, float_coefficients, poly_roots, reduce_at, vanishing_test
 from .methods import get_method
 
 RESOLUTIONS = ("low", "high")
@@ -231,7 +231,7 @@ def ode_rate(method, eigs: ArrayLike, resolution: str = "low", **hyper: float) -
     with np.errstate(all="ignore"):  # overflow shows up as non-finite values, refused below
         inf, first = fn(lam_, *[by_symbol[sym] for sym in symbols], step)
         if reduced is not None:  # only the modes that still reach W (constant coefficients: no 1/t terms)
-            inf = sp.lambdify(lam, monic_coefficients(reduced, s), modules="numpy")(lam_)
+            inf = sp.lambdify(lam, float_coefficients(reduced, s), modules="numpy")(lam_)
             first = [0.0] * len(inf)
         inf = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in inf]
         first = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in first]
