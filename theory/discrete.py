@@ -5,7 +5,9 @@ p(z) = z^q + c_{q-1} z^(q-1) + ... + c_0 per eigenvalue lam (docs/theory.md#disc
 rho = max over eigenvalues of max |root of p|. For a time-varying method (a coefficient depends on
 the step k, as Nesterov's beta_k = (k-1)/(k+r-1)) the per-step rate is that of lim_{k->inf} p
 (docs/theory.md#nesterov). Compiled functions take (lam, *hyper) with the hyper-parameters in their
-declared order (`Method.hyper_names`).
+declared order (`Method.hyper_names`). At a setting where more of p's modes stop reaching W than for generic
+hyper-parameters (QHM at nu = 0 is GD), every rate uses p reduced there (`setting_polynomial`,
+docs/theory.md#state-space).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ def rate_polynomial(method, **hyper: float) -> sp.Expr:
     values = m.scalar_hyper(hyper)
     setting = tuple(values[n] for n in m.hyper_names)
     reduced = setting_polynomial(m, setting)
-    return reduced if reduced is not None else _rate_polynomial(m).subs(_exact(m, setting))
+    return reduced if reduced is not None else _rate_polynomial(m).subs(
+        {s: sp.Rational(v) for s, v in zip(m.symbols, setting)})
 
 
 @lru_cache(maxsize=None)
@@ -98,27 +101,31 @@ VANISHING = 1e-9
 
 @dataclass(frozen=True)
 class _VanishingTest:
-    """Whether the resultant Res_z(N, p) may vanish identically in lam at a setting: for some factor of it that
+    """Where the resultant Res_var(N, p) may vanish identically in lam at a setting: for some factor of it that
     involves a hyper-parameter, every coefficient in lam is within VANISHING of the sum of its terms' moduli.
-    `values(*hyper)` gives (coefficient, bound) pairs flat, group after group of `sizes`."""
+    `values(*hyper)` gives (coefficient, bound) pairs flat, group after group of `sizes`; `loci[i]` is
+    (name, value) when group i is a factor linear in one hyper-parameter alone (beta, nu, beta2 - 1/2), which then
+    vanishes exactly on that hyper-parameter's value, else None."""
 
     sizes: tuple[int, ...]
     values: Callable
     scalar_values: Callable
+    loci: tuple[tuple[str, sp.Rational] | None, ...]
 
-    def scalar(self, *hyper: float) -> bool:
-        """For single numbers (the common path: a few float operations)."""
+    def flagged(self, *hyper: float) -> list[int]:
+        """For single numbers (the common path: a few float operations): the groups that may vanish."""
         try:
             values = self.scalar_values(*hyper)
         except (ArithmeticError, ValueError):  # leave overflow or a domain error to the exact test
-            return True
-        for group in self.starts:
-            for i in group:
+            return list(range(len(self.sizes)))
+        out = []
+        for group, positions in enumerate(self.starts):
+            for i in positions:
                 if abs(values[i]) > VANISHING * values[i + 1]:
                     break
             else:
-                return True
-        return False
+                out.append(group)
+        return out
 
     @cached_property
     def starts(self) -> tuple[tuple[int, ...], ...]:
@@ -127,7 +134,7 @@ class _VanishingTest:
         return tuple(tuple(range(2 * a, 2 * b, 2)) for a, b in zip(ends[:-1], ends[1:]))
 
     def array(self, *hyper) -> np.ndarray:
-        """Elementwise over broadcast arrays; NaN is left to the exact test."""
+        """Elementwise over broadcast arrays: whether any group may vanish; NaN is left to the exact test."""
         values = iter(self.values(*hyper))
         out = np.zeros((), dtype=bool)
         for size in self.sizes:
@@ -137,12 +144,6 @@ class _VanishingTest:
                 small = small & ~(np.abs(value) > VANISHING * bound)
             out = out | small
         return out
-
-
-@lru_cache(maxsize=None)
-def _vanishing_test(m: Method) -> _VanishingTest | None:
-    """The prefilter of `setting_polynomial`, never a verdict (`vanishing_test` of the rate pair)."""
-    return vanishing_test(*_rate_pair(m), z, m.hyper)
 
 
 @lru_cache(maxsize=None)
@@ -164,7 +165,18 @@ def vanishing_test(num: sp.Expr, poly: sp.Expr, var: sp.Symbol, hypers: tuple[Hy
     flat = [part for group in groups for pair in group for part in pair]
     symbols = [hp.symbol for hp in hypers]
     return _VanishingTest(tuple(len(group) for group in groups), sp.lambdify(symbols, flat, modules="numpy"),
-                          sp.lambdify(symbols, flat, modules="math"))
+                          sp.lambdify(symbols, flat, modules="math"),
+                          tuple(_locus(hypers, group[0][0]) if len(group) == 1 else None for group in groups))
+
+
+def _locus(hypers: tuple[Hyper, ...], factor: sp.Expr) -> tuple[str, sp.Rational] | None:
+    """(name, value) when `factor` is linear in one hyper-parameter alone with a rational zero, else None."""
+    found = [hp for hp in hypers if factor.has(hp.symbol)]
+    if len(found) != 1 or factor.free_symbols != {found[0].symbol}:
+        return None
+    poly = sp.Poly(factor, found[0].symbol)
+    root = -poly.nth(0) / poly.nth(1) if poly.degree() == 1 else None
+    return (found[0].name, root) if root is not None and root.is_Rational else None
 
 
 def _nonzero_on_domain(hypers: tuple[Hyper, ...], factor: sp.Expr) -> bool:
@@ -182,13 +194,19 @@ def _nonzero_on_domain(hypers: tuple[Hyper, ...], factor: sp.Expr) -> bool:
     return sp.solveset(factor, hp.symbol, domain) is sp.S.EmptySet
 
 
-def _exact(m: Method, setting: tuple[float, ...]) -> dict:
-    return {s: sp.Rational(v) for s, v in zip(m.symbols, setting)}
+def _monic(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    poly = sp.Poly(expr, var)
+    return sp.expand(sp.cancel(poly.as_expr() / poly.LC()))
 
 
-@lru_cache(maxsize=4096)
-def _setting_reduction(m: Method, setting: tuple[float, ...]) -> sp.Expr | None:
-    return reduce_at(*_rate_pair(m), z, _exact(m, setting))
+@lru_cache(maxsize=None)
+def _restrict(num: sp.Expr, poly: sp.Expr, var: sp.Symbol, hypers: tuple[Hyper, ...], name: str,
+              value: sp.Rational) -> tuple[sp.Expr, sp.Expr, tuple[Hyper, ...]]:
+    """(N, p, the other hyper-parameters) on the locus name = value, with the factor N and p share for generic
+    values of the others there cancelled (there is one: the resultant vanishes on the locus)."""
+    symbol = next(hp.symbol for hp in hypers if hp.name == name)
+    n, d = sp.fraction(sp.cancel(num.subs(symbol, value) / poly.subs(symbol, value)))
+    return _monic(n, var), _monic(d, var), tuple(hp for hp in hypers if hp.name != name)
 
 
 def reduce_at(num: sp.Expr, poly: sp.Expr, var: sp.Symbol, subs: dict) -> sp.Expr | None:
@@ -202,28 +220,70 @@ def reduce_at(num: sp.Expr, poly: sp.Expr, var: sp.Symbol, subs: dict) -> sp.Exp
     return sp.expand(reduced.as_expr() / reduced.LC())
 
 
+def reduction(num: sp.Expr, poly: sp.Expr, var: sp.Symbol, hypers: tuple[Hyper, ...],
+              values: dict[str, float]) -> tuple[sp.Expr, tuple[Hyper, ...]] | None:
+    """(p reduced at the setting `values`, the hyper-parameters it still depends on), or None where N and p share
+    no more than for generic hyper-parameters. A setting on a locus name = value (QHM's nu = 0) uses p restricted
+    to that locus, derived once for all its settings, and is reduced further where the restricted pair is special;
+    any other setting the test flags is decided exactly (`reduce_at`), its p free of hyper-parameters."""
+    test = vanishing_test(num, poly, var, hypers)
+    if test is None:
+        return None
+    flagged = test.flagged(*[values[hp.name] for hp in hypers])
+    if not flagged or not all(math.isfinite(values[hp.name]) for hp in hypers):
+        return None
+    for group in flagged:
+        locus = test.loci[group]
+        if locus is not None and sp.Rational(values[locus[0]]) == locus[1]:
+            restricted = _restrict(num, poly, var, hypers, *locus)
+            return reduction(*restricted[:2], var, restricted[2], values) or (restricted[1], restricted[2])
+    exact = reduce_at(num, poly, var, {hp.symbol: sp.Rational(values[hp.name]) for hp in hypers})
+    return (exact, ()) if exact is not None else None
+
+
 def setting_polynomial(method, setting: tuple[float, ...]) -> sp.Expr | None:
     """The rate polynomial reduced at the setting `setting` (hyper-parameters in declared order, finite floats),
-    or None where it is the generic one. W(z) = z N/p has no common factor for generic hyper-parameters; at a
-    setting h, N_h and p_h share one exactly when their resultant, a polynomial in lam, vanishes for every lam
-    (both are monic in z, so the resultant of the substituted pair is the substituted resultant). Then
-    p_h / gcd(N_h, p_h) holds the modes that still reach W, e.g. QHM at nu = 0: p = (z - beta)(z - 1 + alpha lam),
-    N = z - beta, reduced to gradient descent's z - 1 + alpha lam. A lam-specific coincidence (a root of the
-    resultant at one lam > 0) is not removed: there the mode's amplitude is O(|lam - lam*|), lam is a measured
-    eigenvalue, and the rate stays continuous in lam."""
-    return _reduced_at(get_method(method), tuple(float(v) for v in setting))
-
-
-def _reduced_at(m: Method, setting: tuple[float, ...]) -> sp.Expr | None:
-    test = _vanishing_test(m)
-    if test is None or not test.scalar(*setting) or not all(map(math.isfinite, setting)):
+    exact (each float the rational it is), or None where it is the generic one. W(z) = z N/p has no common factor
+    for generic hyper-parameters; at a setting h, N_h and p_h share one exactly when their resultant, a polynomial
+    in lam, vanishes for every lam (both are monic in z, so the resultant of the substituted pair is the
+    substituted resultant). Then p_h / gcd(N_h, p_h) holds the modes that still reach W, e.g. QHM at nu = 0:
+    p = (z - beta)(z - 1 + alpha lam), N = z - beta, reduced to gradient descent's z - 1 + alpha lam. A
+    lam-specific coincidence (a root of the resultant at one lam > 0) is not removed: there the mode's amplitude
+    is O(|lam - lam*|), lam is a measured eigenvalue, and the rate stays continuous in lam."""
+    m = get_method(method)
+    setting = tuple(float(v) for v in setting)
+    found = _reduced_at(m, setting)
+    if found is None:
         return None
-    return _setting_reduction(m, setting)
+    poly, hypers = found
+    values = dict(zip(m.hyper_names, setting))
+    return _monic(poly.subs({hp.symbol: sp.Rational(values[hp.name]) for hp in hypers}), z)
+
+
+def _reduced_at(m: Method, setting: tuple[float, ...]) -> tuple[sp.Expr, tuple[Hyper, ...]] | None:
+    test = _vanishing_test(m)
+    if test is None or not test.flagged(*setting):  # the common path: a few float operations
+        return None
+    return reduction(*_rate_pair(m), z, m.hyper, dict(zip(m.hyper_names, setting)))
+
+
+@lru_cache(maxsize=None)
+def _vanishing_test(m: Method) -> _VanishingTest | None:
+    """The prefilter of `setting_polynomial`, never a verdict (`vanishing_test` of the rate pair)."""
+    return vanishing_test(*_rate_pair(m), z, m.hyper)
 
 
 @lru_cache(maxsize=4096)
-def _setting_coefficient_function(m: Method, setting: tuple[float, ...], xp_name: str) -> Callable:
-    return sp.lambdify(lam, float_coefficients(_setting_reduction(m, setting), z), modules=xp_name)
+def _reduced_function(poly: sp.Expr, hypers: tuple[Hyper, ...], xp_name: str) -> Callable:
+    """(lam, *hypers) -> monic coefficients [c_0 ..] of a reduced polynomial, compiled once per locus."""
+    return sp.lambdify((lam, *[hp.symbol for hp in hypers]), float_coefficients(poly, z), modules=xp_name)
+
+
+def _reduced_coefficients(m: Method, xp: ModuleType, found: tuple, setting: tuple[float, ...], lam_at) -> list:
+    poly, hypers = found
+    values = dict(zip(m.hyper_names, setting))
+    fn = _reduced_function(poly, hypers, xp.__name__)
+    return _broadcast(xp, fn(xp.asarray(lam_at), *[values[hp.name] for hp in hypers]), lam_at)
 
 
 def float_coefficients(poly: sp.Expr, var: sp.Symbol) -> list[sp.Expr]:
@@ -236,15 +296,16 @@ def _host(value) -> np.ndarray:
     return np.asarray(value.get() if hasattr(value, "get") else value, dtype=float)
 
 
-def _special_settings(m: Method, lam_, hyper: tuple) -> list[tuple[np.ndarray, tuple[float, ...]]]:
-    """[(mask over the broadcast shape of (lam, *hyper), setting)] for each setting among `hyper` at which more
-    cancels than for generic hyper-parameters ([] on the common path, after one vectorised prefilter)."""
+def _special_settings(m: Method, lam_, hyper: tuple) -> list[tuple[np.ndarray, tuple[float, ...], tuple]]:
+    """[(mask over the broadcast shape of (lam, *hyper), setting, its reduction)] for each setting among `hyper` at
+    which more cancels than for generic hyper-parameters ([] on the common path, after one vectorised prefilter)."""
     test = _vanishing_test(m)
     if test is None:
         return []
     if all(isinstance(h, (int, float)) for h in hyper):  # single numbers: the tuners' and spectral_radius's path
         setting = tuple(float(h) for h in hyper)
-        return [(np.ones(np.shape(lam_), dtype=bool), setting)] if _reduced_at(m, setting) is not None else []
+        found = _reduced_at(m, setting)
+        return [] if found is None else [(np.ones(np.shape(lam_), dtype=bool), setting, found)]
     host = [_host(h) for h in hyper]
     shape = np.broadcast_shapes(np.shape(lam_), *[h.shape for h in host])
     with np.errstate(all="ignore"):
@@ -255,9 +316,10 @@ def _special_settings(m: Method, lam_, hyper: tuple) -> list[tuple[np.ndarray, t
     columns = np.stack([np.broadcast_to(h, shape)[flagged] for h in host], axis=-1)
     out = []
     for setting in {tuple(float(v) for v in row) for row in columns}:
-        if _reduced_at(m, setting) is not None:
+        found = _reduced_at(m, setting)
+        if found is not None:
             mask = flagged & np.all([np.broadcast_to(h, shape) == v for h, v in zip(host, setting)], axis=0)
-            out.append((mask, setting))
+            out.append((mask, setting, found))
     return out
 
 
@@ -268,10 +330,9 @@ def _at_special_settings(m: Method, xp: ModuleType, lam_, hyper: tuple, generic,
     if not special:
         return generic
     lam_host = _host(lam_)
-    for mask, setting in special:
+    for mask, setting, found in special:
         lam_at = np.broadcast_to(lam_host, mask.shape)[mask]
-        coeffs = _broadcast(xp, _setting_coefficient_function(m, setting, xp.__name__)(xp.asarray(lam_at)), lam_at)
-        generic[xp.asarray(mask)] = kernel(coeffs)
+        generic[xp.asarray(mask)] = kernel(_reduced_coefficients(m, xp, found, setting, lam_at))
     return generic
 
 
@@ -525,10 +586,11 @@ def spectral_radius(method, eigs: ArrayLike, **hyper: float) -> RateResult:
     args = [values[n] for n in m.hyper_names]
     setting = tuple(args)
     with np.errstate(all="ignore"):  # overflow shows up as non-finite radii, refused below
-        if _reduced_at(m, setting) is None:
+        found = _reduced_at(m, setting)
+        if found is None:
             coeffs = _coefficients(m, np)(lam_, *args)
         else:  # only the modes that still reach W at this setting
-            coeffs = _broadcast(np, _setting_coefficient_function(m, setting, "numpy")(lam_), lam_)
+            coeffs = _reduced_coefficients(m, np, found, setting, lam_)
         roots = np.asarray(_padded_roots(np, coeffs, _rate_degree(m)))
         radius = np.asarray(_radius(np, coeffs), dtype=float)
     if not np.all(np.isfinite(radius)):

@@ -21,7 +21,7 @@ from ntkode.declaration import Hyper, Method
 from ntkode.errors import NtkodeError
 from ntkode.symbols import h, lam, s, t, z
 
-from .discrete import check_eigs, float_coefficients, poly_roots, reduce_at, vanishing_test
+from .discrete import check_eigs, float_coefficients, poly_roots, reduction
 from .methods import get_method
 
 RESOLUTIONS = ("low", "high")
@@ -164,12 +164,11 @@ def _reduced_ode(m: Method, values: dict[str, float]) -> sp.Expr | None:
     """The low-resolution ODE polynomial with the factor N0 and P0 share at this exact setting divided out (QHM at
     nu = 0: (s + gamma)(s + lam/gamma) -> GD's s + lam/gamma), or None where nothing more cancels."""
     pair = _low_pair(m)
-    hypers = ode_hypers(m, "low")
-    test = vanishing_test(*pair, s, hypers) if pair is not None else None
-    setting = [values[hp.name] for hp in hypers]
-    if test is None or not test.scalar(*setting):
+    found = reduction(*pair, s, ode_hypers(m, "low"), values) if pair is not None else None
+    if found is None:
         return None
-    return reduce_at(*pair, s, {hp.symbol: sp.Rational(v) for hp, v in zip(hypers, setting)})
+    poly, hypers = found
+    return poly.subs({hp.symbol: sp.Rational(values[hp.name]) for hp in hypers})
 
 
 @lru_cache(maxsize=None)
