@@ -623,8 +623,10 @@ class Method:
         return sp.Matrix.vstack(*[env[n] for n in names]).applyfunc(lambda e: sp.factor(sp.cancel(e)))
 
     @cached_property
-    def _reduced(self) -> tuple[sp.Expr, int]:
-        """(monic reduced polynomial in z, full degree): the poles of W's z-transform after cancellation."""
+    def transfer(self) -> tuple[sp.Expr, sp.Expr]:
+        """(N(z), D(z)), both monic in z: W's z-transform W(z) = z N/D = z c^T adj(zI - T) x_0 / det(zI - T)
+        with the factors common to numerator and denominator for generic hyper-parameters cancelled
+        (docs/theory.md#state-space). D is `char_poly`."""
         T = self.transition
         n = T.shape[0]
         x0 = sp.Matrix(self.initial)
@@ -632,11 +634,12 @@ class Method:
         M = z * sp.eye(n) - T
         num = sp.expand((row * M.adjugate() * x0)[0])
         den = sp.expand(M.det())
-        _, reduced = sp.fraction(sp.cancel(num / den))
-        poly = sp.Poly(reduced, z)
-        coeffs = [sp.factor(sp.cancel(c / poly.LC())) for c in poly.all_coeffs()]
-        degree = len(coeffs) - 1
-        return sum(c * z ** (degree - i) for i, c in enumerate(coeffs)), n
+        return tuple(_monic(part) for part in sp.fraction(sp.cancel(num / den)))
+
+    @cached_property
+    def _reduced(self) -> tuple[sp.Expr, int]:
+        """(monic reduced polynomial in z, full degree): the poles of W's z-transform after cancellation."""
+        return self.transfer[1], self.transition.shape[0]
 
     def char_poly(self) -> sp.Expr:
         """p(z): det(zI - T(lam)) reduced to the modes that reach W from the initial state, monic."""
@@ -675,6 +678,14 @@ class Method:
             raise NtkodeError(f"method {self.name!r} was declared from a {self.source}, not a file")
         with open(self.source, encoding="utf-8") as handle:
             return handle.read()
+
+
+def _monic(expr: sp.Expr) -> sp.Expr:
+    """expr / its leading coefficient in z, as sum c_i z^i with each c_i factored."""
+    poly = sp.Poly(expr, z)
+    coeffs = [sp.factor(sp.cancel(c / poly.LC())) for c in poly.all_coeffs()]
+    degree = len(coeffs) - 1
+    return sum(c * z ** (degree - i) for i, c in enumerate(coeffs))
 
 
 def _combos(op) -> tuple:

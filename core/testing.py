@@ -434,18 +434,30 @@ def _reference_functions(m: Method):
     return coeffs, closed
 
 
+@lru_cache(maxsize=256)
+def _setting_reference_function(m: Method, setting: tuple[float, ...]):
+    """lam -> monic coefficients of the rate polynomial reduced at `setting` (exact rationals), by mpmath."""
+    from ntkode.theory.discrete import monic_coefficients, setting_polynomial
+    return sp.lambdify(LAM, monic_coefficients(setting_polynomial(m, setting)), "mpmath")
+
+
 def _reference(m: Method, lam: float, args: list[float]) -> tuple[list[complex], float | None, list[float]]:
     """(roots, closed-form rate or None, monic coefficients) of the derived rate polynomial at lam, by mpmath
-    at REFERENCE_DIGITS digits from the exact float64 inputs."""
+    at REFERENCE_DIGITS digits from the exact float64 inputs; at a setting where more of its modes stop reaching W
+    (`ntkode.theory.discrete.setting_polynomial`, QHM at nu = 0) of the reduced one, without a closed form."""
+    from ntkode.theory.discrete import setting_polynomial
+    setting = tuple(float(a) for a in args)
     coeff_fn, closed_fn = _reference_functions(m)
+    reduced = setting_polynomial(m, setting) is not None
     with mpmath.workdps(REFERENCE_DIGITS):
         margs = [mpmath.mpf(float(lam))] + [mpmath.mpf(float(a)) for a in args]
-        coeffs = [mpmath.mpmathify(c) for c in coeff_fn(*margs)]
+        raw = _setting_reference_function(m, setting)(margs[0]) if reduced else coeff_fn(*margs)
+        coeffs = [mpmath.mpmathify(c) for c in raw]
         monic = [mpmath.mpf(1)] + list(reversed(coeffs))
         roots = mpmath.polyroots(monic, maxsteps=400, extraprec=4 * REFERENCE_DIGITS) if len(coeffs) > 1 \
             else [-coeffs[0]]
         closed = None
-        if closed_fn is not None:
+        if closed_fn is not None and not reduced:
             try:
                 closed = float(abs(mpmath.mpmathify(closed_fn(*margs))))
             except (ZeroDivisionError, ValueError, TypeError):  # a closed form singular at this point
@@ -627,7 +639,8 @@ def _check_one_step_map(m: Method, kernel: np.ndarray, values: dict, lam_top: fl
     vector) is a linear map whose spectral radius is the rate when no mode is cancelled (degree = states)."""
     from ntkode.theory.statespace import apply_step
     names = m.state_names
-    if m.degree != len(names):
+    roots, _, coeffs = _reference(m, float(lam_top), args)
+    if len(roots) != len(names):
         return
     n = len(kernel)
     step = K_LIMIT if m.time_varying else 1
@@ -637,7 +650,6 @@ def _check_one_step_map(m: Method, kernel: np.ndarray, values: dict, lam_top: fl
         columns.append(np.concatenate([after[name] for name in names]))
     M = np.array(columns).T
     rho_map = float(np.max(np.abs(np.linalg.eigvals(M))))
-    roots, _, coeffs = _reference(m, float(lam_top), args)
     dom = int(np.argmax(np.abs(roots)))
     norm_m = float(np.linalg.norm(M))
     q = len(names)

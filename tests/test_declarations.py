@@ -18,8 +18,10 @@ from ntkode import __version__
 from ntkode.declaration import Method, builtin_names, load_method
 from ntkode.errors import NtkodeError
 from ntkode.numerics import init_network, ntk_empirical, simulate, sphere_data
-from ntkode.symbols import k as K, lam as LAM
-from ntkode.theory import derive, iterate, numeric_optimum, ode_rate, optimal, spectral_radius
+from ntkode.symbols import k as K, lam as LAM, z as Z
+from ntkode.theory import (derive, iterate, numeric_optimum, ode_rate, optimal, rate_function,
+                           spectral_radius)
+from ntkode.theory.discrete import rate_polynomial
 from ntkode.theory.optimal import spectrum_grid, worst_rate
 from ntkode.testing import any_hyper, assert_rates_agree, assert_scaling_equals_lr, spectra, stable_hyper
 from ntkode.verify.cli import cli_message, main
@@ -143,13 +145,11 @@ PROPERTY = settings(max_examples=examples(12), deadline=None, suppress_health_ch
 
 
 def generic(method, hyper: dict) -> bool:
-    """False at a known limitation of theory/: the reduction to the modes that reach W is made for generic
-    hyper-parameters, so where a mode stops reaching W at one value (QHM at nu = 0 is gradient descent; its buffer
-    d never enters W) `spectral_radius` still counts that mode (rate beta while W decays like |1 - alpha lam|);
-    the kit reports it as 'the iterated error decays like ...'. Reported for theory/ to fix. Near nu = 0 the
+    """False where the iterated route cannot see a mode the rate rightly counts: near (not at) QHM's nu = 0 the
     buffer's mode reaches W with a weight ~ nu, which a float64 iteration of ITERATED_RETRY_STEPS steps cannot see
-    below QHM_NU_VISIBLE (hypothesis found nu = 2e-139 with beta = 0.999: the iteration shows |1 - alpha lam|)."""
-    return not (load_method(method).name == "qhm" and hyper["nu"] < QHM_NU_VISIBLE)
+    below QHM_NU_VISIBLE (hypothesis found nu = 2e-139 with beta = 0.999: the iteration shows |1 - alpha lam|).
+    At nu = 0 itself the mode no longer reaches W and the rate is GD's (`setting_polynomial`), so it is drawn."""
+    return not (load_method(method).name == "qhm" and 0 < hyper["nu"] < QHM_NU_VISIBLE)
 
 
 #: the smallest nu at which QHM's buffer mode (weight ~ nu) shows within the kit's iteration budget
@@ -203,14 +203,194 @@ def test_scaling_the_kernel_equals_scaling_the_step_sizes(method, eigs, c, data)
     assert_scaling_equals_lr(method, eigs, data.draw(hyper_draws(method, max(c, 1.0))), c)
 
 
-@pytest.mark.xfail(strict=True, reason="open: the reduction to the modes that reach W is made for generic "
-                   "hyper-parameters; at QHM's nu = 0 the buffer's mode beta no longer reaches W but is still counted")
-def test_qhm_at_nu_0_is_gradient_descent():
+# -- cancellation at special settings (docs/theory.md#state-space) --------------------------------
+#: GD plus a buffer v = rho v + grad(W - mu grad(W)) that W reads with weight c. Res_z(N, p) = c rho lam (mu lam - 1):
+#: at c = 0 the buffer's mode rho stops reaching W however unstable it is (inside the domain of c, not at an end);
+#: at lam = 1/mu the buffer is not excited (a coincidence at one lam).
+GATED = {"name": "gated", "hyper": {"eta": "(0, inf)", "mu": "(0, inf)", "rho": "[0, 2]", "c": "[-1, 1]"},
+         "state": {"W": "W0", "v": "0"},
+         "step": ["g = grad(W)", "Y = W - mu*g", "v = rho*v + grad(Y)", "W = W - eta*g + c*v"]}
+#: aggregated momentum with two free dampings: Res_z(N, p) ~ b2 b3 (b2 - b3)^2 lam^2, so at b2 = b3 the two
+#: velocities coincide and the mode of their difference, b2, never reaches W (a diagonal of the domain)
+TWO_VELOCITY = {"name": "two-velocity", "hyper": {"eta": "(0, inf)", "b2": "[0, 1)", "b3": "[0, 1)"},
+                "state": {"W": "W0", "v2": "0", "v3": "0"},
+                "step": ["g = grad(W)", "v2 = b2*v2 - g", "v3 = b3*v3 - g", "W = W + eta/3*(-g + v2 + v3)"]}
+
+
+def test_qhm_at_nu_0_is_gradient_descent(capsys):
     """QHM at nu = 0 is gradient descent: with alpha lam = 1 its error is exactly 0 after one step, so its rate
-    is |1 - alpha lam| = 0, not the buffer's beta (the limitation `generic` excludes from the properties)."""
+    is |1 - alpha lam| = 0, not the buffer's beta; at lam = 0.3 (beta = 0.9) the rate is 0.7, not 0.9, in
+    spectral_radius, the compiled rate_function (also vectorised over nu), the tuners' worst rate and `ntkode rates`."""
     E, _ = iterate("qhm", [[1.0]], [1.0], 3, alpha=1.0, beta=0.5, nu=0.0)
     assert E[1:, 0].tolist() == [0.0, 0.0, 0.0]
     assert spectral_radius("qhm", [1.0], alpha=1.0, beta=0.5, nu=0.0).rate == pytest.approx(0.0, abs=1e-12)
+    alpha, beta = 1.0, 0.9
+    assert sp.expand(rate_polynomial("qhm", alpha=alpha, beta=beta, nu=0.0) - (Z - 1 + alpha * LAM)) == 0
+    at = spectral_radius("qhm", [0.3, 1.5], alpha=alpha, beta=beta, nu=0.0)
+    assert at.radius.tolist() == pytest.approx([0.7, 0.5], abs=1e-15) and at.roots.shape == (2, 2)
+    assert at.roots[:, 1].tolist() == [0, 0]  # the reduced polynomial's root, padded to p's degree with 0
+    fn = rate_function("qhm")
+    got = fn(np.array([0.3, 1.5]), alpha, beta, np.array([[0.0], [0.5]]))
+    assert got[0].tolist() == pytest.approx([0.7, 0.5], abs=1e-15)
+    assert got[1].tolist() == pytest.approx(spectral_radius("qhm", [0.3, 1.5], alpha=alpha, beta=beta, nu=0.5).radius)
+    grid = spectrum_grid(0.3, 1.5)
+    assert worst_rate("qhm", grid, {"alpha": alpha, "beta": beta, "nu": 0.0}) == pytest.approx(0.7, abs=1e-15)
+    assert main(["rates", "qhm", "--eigs", "0.3,1.5", "--hyper", "alpha=1,beta=0.9,nu=0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rate"] == pytest.approx(0.7, abs=1e-15) and out["stable"] is True
+
+
+def test_the_iterated_route_sees_past_a_dominant_mode_w_does_not_read():
+    """QHM at nu = 0 with beta = 0.999 on [0.5, 1]: the buffer d decays like 0.999^k while W decays like 0.5^k, so a
+    renormalisation by the whole state's norm would leave W below float64's range within 1100 steps; `iterate`
+    holds each variable with its own scale, and the kit's iterated route sees W's rate 0.5."""
+    eigs, hyper = np.linspace(0.5, 1.0, 4), {"alpha": 1.0, "beta": 0.999, "nu": 0.0}
+    assert_rates_agree("qhm", eigs, hyper)
+    E, scale = iterate("qhm", np.diag(eigs), np.ones(4), 3000, renormalise=True, **hyper)
+    assert scale[3000] + math.log(np.linalg.norm(E[3000])) == pytest.approx(3000 * math.log(0.5), rel=1e-9)
+
+
+def test_qhm_ode_at_nu_0_is_gradient_flow():
+    """QHM's ODE scaling (alpha = h/gamma, beta = 1 - gamma h, t = k h) at nu = 0 is GD with step h/gamma, whose
+    flow e' = -(lam/gamma) e decays at lam/gamma per unit time; the generic ODE (s + gamma)(s + lam/gamma) would add
+    the buffer's exponent gamma, the smaller one at lam = 1, gamma = 0.5. At nu = 1e-3 the buffer counts again."""
+    eigs, gamma = [0.1, 1.0], 0.5
+    at = ode_rate("qhm", eigs, gamma=gamma, nu=0.0)
+    assert at.per_lambda.tolist() == pytest.approx([0.1 / gamma, 1.0 / gamma], rel=1e-14)
+    assert at.exponent == pytest.approx(0.2, rel=1e-14) and at.roots.shape == (2, 1)
+    near = ode_rate("qhm", eigs, gamma=gamma, nu=1e-3)
+    assert near.per_lambda[1] == pytest.approx(gamma, rel=1e-2)
+
+
+def test_near_nu_0_the_buffer_counts():
+    """At nu = 1e-9 the buffer's mode reaches W with amplitude O(nu): it is counted (rate ~ beta, not GD's)."""
+    near = spectral_radius("qhm", [0.3], alpha=1.0, beta=0.9, nu=1e-9)
+    assert near.rate == pytest.approx(0.9, abs=1e-8) and near.roots.shape == (1, 2) and min(abs(near.roots[0])) > 0.6
+
+
+@pytest.mark.parametrize("method, hyper, smaller", [
+    ("hb", {"eta": 0.4, "beta": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),  # heavy ball at beta = 0 is GD
+    ("nag-sc", {"eta": 0.4, "beta": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
+    ("qhm", {"alpha": 0.4, "beta": 0.0, "nu": 0.3}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
+    ("triple-momentum", {"alpha": 0.4, "beta": 0.0, "gamma": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
+    # mom2 at beta2 = 0: v = beta v + g, W -= eta v is heavy ball in velocity form, (z - 1)(z - beta) + eta lam z
+    ("mom2", {"eta": 0.4, "beta": 0.3, "beta2": 0.0},
+     lambda: (Z - 1) * (Z - sp.Rational(0.3)) + sp.Rational(0.4) * LAM * Z),
+    # two equal velocities v: W+ = W + eta/3 (-g + 2 v+), v+ = b v - g gives (z - 1)(z - b) + (eta lam/3)(3z - b)
+    (TWO_VELOCITY, {"eta": 0.4, "b2": 0.9, "b3": 0.9},
+     lambda: (Z - 1) * (Z - sp.Rational(0.9)) + sp.Rational(0.4) * LAM / 3 * (3 * Z - sp.Rational(0.9))),
+    (GATED, {"eta": 0.4, "mu": 2.0, "rho": 1.9, "c": 0.0}, lambda: Z - 1 + sp.Rational(0.4) * LAM),
+])
+def test_special_settings_reduce_to_the_smaller_recursion(method, hyper, smaller):
+    """At these settings N and p share a factor that they do not share for generic hyper-parameters; the rate
+    polynomial at the setting (floats as the exact rationals they are, sp.Rational(0.4) != 2/5) is the smaller
+    recursion's (written out by hand above), its radius that of the
+    smaller polynomial's companion matrix, and the roots beyond its degree are padded with 0."""
+    m = load_method(method)
+    reduced = rate_polynomial(m, **hyper)
+    assert sp.expand(reduced - smaller()) == 0
+    eigs = np.array([0.05, 0.7, 2.0])
+    res = spectral_radius(m, eigs, **hyper)
+    want_fn = sp.lambdify(LAM, sp.Poly(smaller(), Z).all_coeffs())
+    for lam_, radius, roots in zip(eigs, res.radius, res.roots):
+        want = np.linalg.eigvals(_companion(want_fn(lam_)))
+        assert radius == pytest.approx(np.max(np.abs(want)), rel=1e-13, abs=1e-15)
+        q = len(want)
+        order = lambda r: (round(abs(r), 9), r.imag)  # noqa: E731  (a conjugate pair: by modulus, then sign)
+        assert roots.shape == (m.degree,) and sorted(roots[:q], key=order) == pytest.approx(sorted(want, key=order))
+        assert roots[q:].tolist() == [0] * (m.degree - q)
+
+
+def _companion(coeffs: list) -> np.ndarray:
+    """Companion matrix of the monic polynomial with coefficients `coeffs` (leading 1 first)."""
+    c = np.array([float(x) for x in coeffs[1:]])
+    comp = np.eye(len(c), k=-1)
+    comp[0, :] = -c
+    return comp
+
+
+def test_a_mode_that_stops_reaching_w_changes_neither_rate_nor_stability():
+    """GATED at c = 0 is GD, however unstable its buffer (rho = 1.9): stable, rate |1 - eta lam|, the same iterates as
+    GD, and Jury's conditions on the setting's polynomial say stable where those on the generic one say not. At
+    c = 1e-3 the buffer reaches W with amplitude O(c) and the iteration grows like rho, as the rate says."""
+    from ntkode.theory import jury_conditions
+    m = load_method(GATED)
+    eigs, hyper = [0.1, 0.5, 2.0], {"eta": 0.4, "mu": 2.0, "rho": 1.9}
+    at = spectral_radius(m, eigs, **hyper, c=0.0)
+    assert at.stable and at.rate == pytest.approx(spectral_radius("gd", eigs, eta=0.4).rate, rel=1e-15)
+    H = np.diag(eigs)
+    np.testing.assert_array_equal(iterate(m, H, np.ones(3), 50, **hyper, c=0.0)[0],
+                                  iterate("gd", H, np.ones(3), 50, eta=0.4)[0])
+    generic = sp.lambdify((LAM, *m.symbols), jury_conditions(rate_polynomial(m)))
+    setting = sp.lambdify(LAM, jury_conditions(rate_polynomial(m, **hyper, c=0.0)))
+    for lam_ in eigs:
+        assert bool(setting(lam_)) and not bool(generic(lam_, 0.4, 2.0, 1.9, 0.0))
+    near = spectral_radius(m, eigs, **hyper, c=1e-3)
+    assert not near.stable and near.rate == pytest.approx(1.9, rel=1e-2)
+    E, scale = iterate(m, H, np.ones(3), 400, renormalise=True, **hyper, c=1e-3)
+    growth = (scale[-1] + math.log(np.linalg.norm(E[-1])) - scale[200] - math.log(np.linalg.norm(E[200]))) / 200
+    assert growth == pytest.approx(math.log(near.rate), abs=0.02)
+
+
+def test_two_equal_velocities_are_one():
+    """TWO_VELOCITY at b2 = b3 = 0.9, eta lam = 1: the hand quadratic z^2 - 0.9 z + 0.6 has complex roots of modulus
+    sqrt(0.6), which the iterated error shows; the generic cubic would add the root 0.9. Just off the diagonal
+    (b3 = b2 (1 + 1e-12)) the difference mode reaches W with amplitude O(b2 - b3) and the rate is 0.9 again."""
+    m = load_method(TWO_VELOCITY)
+    at = spectral_radius(m, [1.0], eta=1.0, b2=0.9, b3=0.9)
+    assert at.rate == pytest.approx(math.sqrt(0.6), rel=1e-14)
+    E, _ = iterate(m, [[1.0]], [1.0], 400, eta=1.0, b2=0.9, b3=0.9)
+    decay = math.log(abs(E[399, 0]) + abs(E[400, 0])) - math.log(abs(E[199, 0]) + abs(E[200, 0]))
+    assert decay / 200 == pytest.approx(0.5 * math.log(0.6), abs=0.02)
+    off = spectral_radius(m, [1.0], eta=1.0, b2=0.9, b3=0.9 * (1 + 1e-12))
+    assert off.rate == pytest.approx(0.9, rel=1e-9)
+
+
+def test_a_coincidence_at_one_lam_keeps_the_rate_continuous():
+    """GATED with c = 0.5, mu = 2: at lam* = 1/mu = 0.5 the buffer is not excited (Res_z(N, p) = c rho lam (mu lam - 1)
+    vanishes at that lam only), so the exact error decays like |1 - eta lam*| = 0.5 there; but at every lam near
+    lam* the buffer's mode reaches W with amplitude O(|lam - lam*|) and dominates. The rate counts it at lam* too
+    (docs/theory.md#state-space): it equals its limit from either side, and the iteration at lam* (1 + 1e-6) shows
+    it."""
+    m = load_method(GATED)
+    hyper = {"eta": 1.0, "mu": 2.0, "rho": 0.95, "c": 0.5}
+    at = spectral_radius(m, [0.5], **hyper).rate
+    sides = [spectral_radius(m, [0.5 * (1 + d)], **hyper).rate for d in (-1e-9, 1e-9)]
+    assert at == pytest.approx(sides[0], abs=1e-8) and at == pytest.approx(sides[1], abs=1e-8)
+    assert at > 0.94
+    E_at, _ = iterate(m, [[0.5]], [1.0], 60, **hyper)
+    assert abs(E_at[60, 0]) == pytest.approx(0.5**60, rel=1e-12)  # the unexcited buffer: 1 - eta lam* per step
+    E, _ = iterate(m, [[0.5 * (1 + 1e-6)]], [1.0], 400, **hyper)
+    assert E[400, 0] / E[399, 0] == pytest.approx(at, rel=1e-6)
+
+
+#: special settings per method: (method, the hyper-parameters that make them, strategy for the others)
+SPECIAL = [
+    ("qhm", {"nu": 0.0}, {"alpha": st.floats(0.05, 2.5), "beta": st.floats(0.0, 0.999)}),
+    ("qhm", {"beta": 0.0}, {"alpha": st.floats(0.05, 2.5), "nu": st.floats(0.0, 1.0)}),
+    ("hb", {"beta": 0.0}, {"eta": st.floats(0.05, 2.5)}),
+    ("mom2", {"beta2": 0.0}, {"eta": st.floats(0.05, 2.5), "beta": st.floats(0.0, 0.999)}),
+    ("triple-momentum", {"beta": 0.0, "gamma": 0.0}, {"alpha": st.floats(0.05, 2.5)}),
+    (GATED, {"c": 0.0}, {"eta": st.floats(0.05, 2.5), "mu": st.floats(0.05, 4.0), "rho": st.floats(0.0, 2.0)}),
+]
+
+
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), eigs=spectra())
+def test_rates_agree_at_special_settings(data, eigs):
+    """At a setting where more of p's modes stop reaching W (drawn: any method of SPECIAL, the others in their
+    domains, stable or not; and TWO_VELOCITY on its diagonal), `assert_rates_agree`: the reduced rate is the
+    spectral_radius's, its roots are eigenvalues of T(lam), and the declared step iterated on the spectrum decays
+    like rate^k."""
+    from ntkode.theory.discrete import setting_polynomial
+    method, fixed, free = data.draw(st.sampled_from(SPECIAL + [(TWO_VELOCITY, {}, {})]))
+    m = load_method(method)
+    hyper = {**fixed, **{name: data.draw(strategy) for name, strategy in free.items()}}
+    if m.name == "two-velocity":
+        damping = data.draw(st.floats(0.01, 0.999))
+        hyper = {"eta": data.draw(st.floats(0.05, 2.5)), "b2": damping, "b3": damping}
+    assert setting_polynomial(m, tuple(hyper[n] for n in m.hyper_names)) is not None
+    assert_rates_agree(m, eigs, hyper)
 
 
 def test_degree_four_uses_companion_roots_and_jury_beyond_cubics():

@@ -21,7 +21,7 @@ from ntkode.declaration import Hyper, Method
 from ntkode.errors import NtkodeError
 from ntkode.symbols import h, lam, s, t, z
 
-from .discrete import check_eigs, poly_roots
+from .discrete import check_eigs, float_coefficients, poly_roots, reduction
 from .methods import get_method
 
 RESOLUTIONS = ("low", "high")
@@ -144,6 +144,34 @@ def ode_hypers(method, resolution: str = "low") -> tuple[Hyper, ...]:
 
 
 @lru_cache(maxsize=None)
+def _low_pair(m: Method) -> tuple[sp.Expr, sp.Expr] | None:
+    """(N0, P0), monic in s: the leading orders in h of N(e^{sh}) and p(e^{sh}) under the [ode] scaling, so that the
+    low-resolution ODE's Laplace transform is X(s) ~ N0/P0, as W(z) = z N/p (docs/theory.md#state-space); None for
+    a time-dependent ODE or where they share a factor for generic hyper-parameters."""
+    _, p0, _ = _expansion(m)
+    if m.time_varying or p0.has(t):
+        return None
+    num = m.transfer[0].subs(m.ode.mapping(), simultaneous=True)
+    series = sp.expand(sp.series(num.subs(z, sp.exp(s * h)), h, 0, 5).removeO())
+    n0 = next(c for c in sp.Poly(series, h).all_coeffs()[::-1] if sp.simplify(c) != 0)
+    pair = [sp.Poly(part, s) for part in (n0, p0)]
+    if sp.degree(sp.gcd(*pair), s) > 0:
+        return None
+    return tuple(sp.expand(part.as_expr() / part.LC()) for part in pair)
+
+
+def _reduced_ode(m: Method, values: dict[str, float]) -> sp.Expr | None:
+    """The low-resolution ODE polynomial with the factor N0 and P0 share at this exact setting divided out (QHM at
+    nu = 0: (s + gamma)(s + lam/gamma) -> GD's s + lam/gamma), or None where nothing more cancels."""
+    pair = _low_pair(m)
+    found = reduction(*pair, s, ode_hypers(m, "low"), values) if pair is not None else None
+    if found is None:
+        return None
+    poly, hypers = found
+    return poly.subs({hp.symbol: sp.Rational(values[hp.name]) for hp in hypers})
+
+
+@lru_cache(maxsize=None)
 def _asymptotic_function(m: Method, resolution: str):
     inf, first = _asymptotic(m, resolution)
     symbols = [hp.symbol for hp in ode_hypers(m, resolution) if hp.symbol != m.ode.step_hyper]
@@ -198,8 +226,12 @@ def ode_rate(method, eigs: ArrayLike, resolution: str = "low", **hyper: float) -
     fn, symbols = _asymptotic_function(m, resolution)
     by_symbol = {hp.symbol: values[hp.name] for hp in m.hyper + m.ode.new if hp.name in values}
     step = float(step_of_eta(m).subs(by_symbol)) if resolution == "high" else 0.0
+    reduced = _reduced_ode(m, values) if resolution == "low" else None
     with np.errstate(all="ignore"):  # overflow shows up as non-finite values, refused below
         inf, first = fn(lam_, *[by_symbol[sym] for sym in symbols], step)
+        if reduced is not None:  # only the modes that still reach W (constant coefficients: no 1/t terms)
+            inf = sp.lambdify(lam, float_coefficients(reduced, s), modules="numpy")(lam_)
+            first = [0.0] * len(inf)
         inf = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in inf]
         first = [np.broadcast_to(np.asarray(c, dtype=float), lam_.shape) for c in first]
         roots = np.asarray(poly_roots(np, inf))

@@ -37,12 +37,57 @@ def apply_step(method, H: np.ndarray, state: dict, k: int, args: list[float]) ->
     return {name: local[name] for name in m.state_names}
 
 
+def _scaled_combination(env: dict, combo, coefs) -> tuple[np.ndarray, float]:
+    """sum_j coef_j * env[variable_j] for variables held as (vector, log scale), value = vector * exp(scale):
+    (vector, log scale) of the sum, formed relative to its largest scale. A term with coefficient exactly 0 is
+    left out, so a variable that W does not read never limits W's range however it grows or decays."""
+    terms = []
+    top = -math.inf
+    for (name, _), c in zip(combo, coefs):
+        c = float(c)
+        if c != 0.0:
+            vector, scale = env[name]
+            terms.append((c, vector, scale))
+            top = max(top, scale)
+    if not terms:
+        vector, scale = env[combo[0][0]]
+        return np.zeros_like(vector), scale
+    out = None
+    for c, vector, scale in terms:
+        term = (c if scale == top else c * math.exp(scale - top)) * vector
+        out = term if out is None else out + term
+    return out, top
+
+
+def _unit(vector: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """(vector / ||vector||, scale + log ||vector||); a zero or non-finite vector is kept as it is."""
+    norm = math.sqrt(float(vector @ vector))
+    if norm > 0 and math.isfinite(norm):
+        return vector / norm, scale + math.log(norm)
+    return vector, scale
+
+
+def _apply_scaled_step(m, H: np.ndarray, state: dict, k: int, args: list[float]) -> dict:
+    """`apply_step` on variables held as (unit vector, log scale), each renormalised after every assignment."""
+    local = dict(state)
+    for op, fn, _ in m.numeric_ops:
+        coefs = fn(k, *args)
+        if isinstance(op, GradOp):
+            vector, scale = _scaled_combination(local, op.point, coefs[0])
+            local[op.target] = _unit(H @ vector, scale)
+        else:
+            values = [_unit(*_scaled_combination(local, c, cs)) for c, cs in zip(op.values, coefs)]
+            local.update(zip(op.targets, values))
+    return {name: local[name] for name in m.state_names}
+
+
 def iterate(method, H: ArrayLike, e0: ArrayLike, steps: int, renormalise: bool = False, **hyper: float):
     """W's error e_k for k = 0..steps under the method on the quadratic with Hessian H, from e_0.
 
-    Returns (E, log_scale): E (steps+1, n) and, with renormalise=True, the whole state divided by its
-    norm after every step so that neither decay nor growth leaves float64 range; then the true error is
-    E[k] * exp(log_scale[k]) (log_scale is all zeros otherwise).
+    Returns (E, log_scale): E (steps+1, n) and, with renormalise=True, every variable held as a unit vector
+    times its own scale, each combination formed relative to its largest term, so that neither decay nor growth
+    leaves float64 range, not even that of a variable W does not read (QHM's buffer at nu = 0); then the true
+    error is E[k] * exp(log_scale[k]) (log_scale is all zeros otherwise).
     """
     m = get_method(method)
     values = m.scalar_hyper(hyper)
@@ -57,13 +102,13 @@ def iterate(method, H: ArrayLike, e0: ArrayLike, steps: int, renormalise: bool =
     E = np.empty((int(steps) + 1, e0.size))
     scale = np.zeros(int(steps) + 1)
     E[0] = e0
+    if renormalise:
+        env = {name: (vector, 0.0) for name, vector in env.items()}
     for k in range(1, int(steps) + 1):
-        env = apply_step(m, H, env, k, args)
-        scale[k] = scale[k - 1]
         if renormalise:
-            norm = math.sqrt(sum(float(v @ v) for v in env.values()))
-            if norm > 0 and math.isfinite(norm):
-                env = {name: v / norm for name, v in env.items()}
-                scale[k] += math.log(norm)
-        E[k] = env["W"]
+            env = _apply_scaled_step(m, H, env, k, args)
+            E[k], scale[k] = env["W"]
+        else:
+            env = apply_step(m, H, env, k, args)
+            E[k] = env["W"]
     return E, scale
