@@ -42,22 +42,17 @@ def test_shift_must_be_non_negative():
         nag_discrete_prediction(5, LAM, 0.01, 3, shift=-1.0)
 
 
-def test_sublinear_figure_draws_every_r_in_its_own_colour_and_every_step_size_in_its_own_style(tmp_path, monkeypatch):
+def test_sublinear_figure_draws_every_r_in_its_own_colour_and_every_step_size_in_its_own_style():
     """Toy run: per r, one network curve per step size and the ODE envelope share a colour; the step sizes of
     one r are drawn in distinct line styles; different r differ in colour."""
-    import matplotlib.pyplot as plt
-
     from ntkode.verify.claims import CLAIMS
-    from ntkode.verify.report import draw_figure
+    from ntkode.verify.report import render_figure
 
     claim = CLAIMS["nag-sublinear-ode"]
     params = claim.params("quick", width=256, seeds=1, eta_lam0s=(4e-2, 1e-2), rs=(2, 4), x_window=(3.0, 12.0),
                           second=None)
     figure = claim.measure(params, "cpu").figure
-    kept = []
-    monkeypatch.setattr(plt, "close", kept.append)
-    draw_figure(figure, tmp_path / "f.png")
-    lines = {c.get_label(): c.lines[0] for c in kept[0].axes[0].containers}
+    lines = {c.get_label(): c.lines[0] for c in render_figure(figure).axes[0].containers}
     for r in (2, 4):
         network = [lines[f"sphere: r={r}, eta lam_0={e:g} (seed 0)"] for e in (4e-2, 1e-2)]
         ode = [line for label, line in lines.items() if label.startswith(f"sphere: r={r}: ODE envelope")]

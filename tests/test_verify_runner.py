@@ -13,7 +13,7 @@ from ntkode.verify import claims as claims_module
 from ntkode.verify import runner
 from ntkode.verify.claim import Check, Claim, Curve, Evidence, Figure, Outcome, Tolerance
 from ntkode.verify.cli import main
-from ntkode.verify.report import curve_group, draw_figure, to_markdown
+from ntkode.verify.report import curve_group, draw_figure, render_figure, to_markdown
 
 CALLS: list[str] = []
 
@@ -228,14 +228,21 @@ def test_curve_groups_pair_points_with_their_fit():
 
 
 def _drawn(figure, tmp_path, monkeypatch):
-    """The matplotlib Axes of `figure` as draw_figure leaves it (closing intercepted)."""
-    import matplotlib.pyplot as plt
-
-    kept = []
-    monkeypatch.setattr(plt, "close", kept.append)
+    """The matplotlib Axes of `figure` as rendered; draw_figure writes it as a PNG."""
     draw_figure(figure, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
-    return kept[0].axes[0]
+    return render_figure(figure).axes[0]
+
+
+def test_importing_the_report_leaves_the_backend_alone():
+    """verify.report draws without pyplot: a notebook's inline backend survives `import ntkode.verify.report`."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import ntkode.verify.report; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"
 
 
 def test_figure_colours_follow_groups_and_error_bars_are_drawn(tmp_path, monkeypatch):

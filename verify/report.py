@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
-
-from .claim import Curve, Figure, Outcome  # noqa: E402
+from .claim import Curve, Figure, Outcome
 
 #: the files every report writes besides one PNG per claim
 REPORT_FILES = ("report.json", "report.md")
@@ -121,11 +119,19 @@ MEASURED_STYLES = ("-", "-.", ":")
 
 
 def draw_figure(figure: Figure, path: Path) -> None:
-    """Draw measured curves solid (a group's second and third dash-dotted and dotted), predicted ones
-    dashed, markers as points (with error bars when a curve has `yerr`); curves of one `curve_group`
-    share a colour; save a PNG atomically."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    """`render_figure`, saved as a PNG atomically."""
+    tmp = path.with_name(path.stem + ".tmp.png")
+    render_figure(figure).savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def render_figure(figure: Figure) -> MplFigure:
+    """Measured curves solid (a group's second and third dash-dotted and dotted), predicted ones dashed,
+    markers as points (with error bars when a curve has `yerr`); curves of one `curve_group` share a
+    colour. A bare matplotlib Figure: no pyplot, so importing the report leaves the user's backend alone."""
+    fig = MplFigure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    palette = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     colours: dict[str, str] = {}
     solid: dict[str, int] = {}
     for curve in figure.curves:
@@ -151,10 +157,7 @@ def draw_figure(figure: Figure, path: Path) -> None:
         ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    return fig
 
 
 def write_text(path: Path, text: str) -> None:
