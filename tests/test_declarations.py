@@ -393,6 +393,27 @@ def test_rates_agree_at_special_settings(data, eigs):
     assert_rates_agree(m, eigs, hyper)
 
 
+@pytest.mark.parametrize("method, eigs, hyper", [
+    # the unread buffer v (rho = 1) dominates the one-step map: the kit's squared route cannot see W's 0.9 there
+    (GATED, [0.1, 1.0], {"eta": 1.0, "mu": 1.0, "rho": 1.0, "c": 0.0}),
+    # rate exactly 0 on the exact spectrum; the kernel built from it carries eigenvalues 1 - 6e-16
+    ("triple-momentum", [1.0, 1.0], {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}),
+])
+def test_kit_at_special_settings_found_by_ci(method, eigs, hyper):
+    """Two cases hypothesis found in CI: the kit's iterated routes must agree with the reduced rate there."""
+    assert_rates_agree(load_method(method), np.array(eigs), hyper)
+
+
+def test_kit_still_catches_a_wrong_rate_at_a_special_setting():
+    """The same gated case with the rate reported 10% off: the kit's iterated route must fail it."""
+    import ntkode.testing as kit
+    m = load_method(GATED)
+    wrong = spectral_radius(m, [0.1, 1.0], eta=1.0, mu=1.0, rho=1.0, c=0.0).rate * 1.1
+    with pytest.raises(kit.RatesDisagree):
+        kit._check_iterated(m, np.diag([0.1, 1.0]), np.eye(2), {"eta": 1.0, "mu": 1.0, "rho": 1.0, "c": 0.0}, wrong,
+                            1e-12, 400, iterate, None)
+
+
 def test_degree_four_uses_companion_roots_and_jury_beyond_cubics():
     """four-step's p(z) = z^4 - (1 + beta - eta lam) z^3 + beta z^2 - beta2 z + beta2 (written out here from the
     step): no closed-form kernel, so its rates come from companion eigenvalues; they must equal numpy.roots of
