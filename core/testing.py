@@ -67,9 +67,11 @@ ITERATED_MAX_STEPS = 8000
 #: small weight w (QHM at beta -> 1 excites its buffer's mode with weight ~ 1 - beta) dominates only after
 #: log(1/w) / (log-gap to the next mode) steps, which can exceed ITERATED_MAX_STEPS
 ITERATED_RETRY_STEPS = 16 * ITERATED_MAX_STEPS
-#: the squared route's largest K = 2^SQUARED_MAX_POWER: it holds |log rho| >= ITERATED_ABS / (ITERATED_REL 2^60)
-#: ~ 2e-16 to ITERATED_REL, i.e. every rate float64 can tell from 1
-SQUARED_MAX_POWER = 60
+#: the squared route's largest K = 2^SQUARED_MAX_POWER: it holds |log rho| >= ITERATED_ABS / (ITERATED_REL 2^28)
+#: ~ 1e-6 to ITERATED_REL; a slower mode gets no squared route (the step loop's absolute ITERATED_ABS / K holds
+#: it): there the squared map's own rounding nears ITERATED_REL |log rho| (4.9e-9 measured on log rho = -4e-8,
+#: four-step at beta2 = 0 by the edge; 7.8e-7 against 7.2e-7 allowed on aggmo's -5e-7 at a = 1e-6, K = 2^24)
+SQUARED_MAX_POWER = 28
 #: points of the grids on which stability and double roots are looked for (log-spaced in lam * step)
 STABILITY_GRID = 1201
 #: largest lam * step considered when no instability is found below it
@@ -556,7 +558,7 @@ def assert_rates_agree(method: Any, eigs: ArrayLike, hyper: Mapping[str, float],
        and `stable` is rate < 1. Where that K cannot reach ITERATED_REL |log rho| (slow modes, |log rho| below
        ITERATED_ABS / (ITERATED_REL ITERATED_MAX_STEPS) = 0.03), a time-invariant step is also applied
        K = `squared_steps` times, by repeated squaring of its one-step map (`_squared_slope`), and held to
-       ITERATED_ABS / K <= ITERATED_REL |log rho|: relative on every mode float64 can tell from 1. A time-varying
+       ITERATED_ABS / K <= ITERATED_REL |log rho|: relative on every mode with |log rho| >= 1e-6. A time-varying
        step cannot be squared; its slow modes stay held to the absolute ITERATED_ABS / ITERATED_MAX_STEPS.
 
     Tolerances: routes 2 and 3 differ from the reference by at most 4 eps*, eps* the root perturbation for a
@@ -700,11 +702,12 @@ def _judge_iterated(slope: float, tol: float, expected: float, rate: float, rate
 
 
 def squared_steps(log_rho: float) -> int:
-    """K of the squared route: the power of 2 at or above ITERATED_ABS / (ITERATED_REL |log rho|), at most
-    2^SQUARED_MAX_POWER; 0 (no squared route) for rho = 0, 1 or not finite."""
+    """K of the squared route: the power of 2 at or above ITERATED_ABS / (ITERATED_REL |log rho|); 0 (no squared
+    route) for rho = 0, 1 or not finite, and where that K exceeds 2^SQUARED_MAX_POWER."""
     if log_rho == 0 or not math.isfinite(log_rho):
         return 0
-    return 2 ** min(SQUARED_MAX_POWER, max(1, math.ceil(math.log2(ITERATED_ABS / (ITERATED_REL * abs(log_rho))))))
+    power = max(1, math.ceil(math.log2(ITERATED_ABS / (ITERATED_REL * abs(log_rho)))))
+    return 2 ** power if power <= SQUARED_MAX_POWER else 0
 
 
 def _one_step_map(m: Method, kernel: np.ndarray, args: list[float]) -> np.ndarray:

@@ -398,9 +398,13 @@ def test_rates_agree_at_special_settings(data, eigs):
     (GATED, [0.1, 1.0], {"eta": 1.0, "mu": 1.0, "rho": 1.0, "c": 0.0}),
     # rate exactly 0 on the exact spectrum; the kernel built from it carries eigenvalues 1 - 6e-16
     ("triple-momentum", [1.0, 1.0], {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}),
+    # rho = 1 - 4e-8 by the edge: a squared route of 2^33 steps held the map's own rounding (4.9e-9) to 1.4e-9;
+    # aggmo's 1 - 5e-7 at a = 1e-6 (7.8e-7 at K = 2^24 against 7.2e-7): no squared route below |log rho| = 1e-6
+    (str(HERE / "methods" / "four-step.toml"), [1.0, 1.0], {"eta": 3.9997999999959997, "beta": 0.9999, "beta2": 0.0}),
+    ("aggmo", [0.0026417232047362404, 1.0], {"eta": 0.002999999624999484, "a": 1e-06}),
 ])
 def test_kit_at_special_settings_found_by_ci(method, eigs, hyper):
-    """Two cases hypothesis found in CI: the kit's iterated routes must agree with the reduced rate there."""
+    """Cases hypothesis found in CI: the kit's iterated routes must agree with the rate there."""
     assert_rates_agree(load_method(method), np.array(eigs), hyper)
 
 

@@ -316,6 +316,7 @@ def test_iterated_route_holds_a_slow_mode_to_five_percent(method, hyper, monkeyp
     assert testing.iterated_steps(math.log(rate)) == testing.ITERATED_MAX_STEPS
     assert testing.ITERATED_ABS / testing.ITERATED_MAX_STEPS > 5 * abs(math.log(rate))
     assert testing.squared_steps(math.log(rate)) > testing.ITERATED_MAX_STEPS
+    assert testing.squared_steps(-2e-6) == 2 ** 27 and testing.squared_steps(-5e-7) == 0
     assert_rates_agree(method, eigs, hyper)
     for factor in (1.05, 0.95):
         with monkeypatch.context() as patch:
