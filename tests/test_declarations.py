@@ -445,7 +445,7 @@ def test_degree_four_uses_companion_roots_and_jury_beyond_cubics():
 
 def test_every_method_with_a_learning_rate_has_it_as_a_step_size():
     for method in ALL:
-        m = load_method(method)
+        m = load_method(DECLARED.get(method, method))
         assert m.step_size_hypers == tuple(n for n in m.hyper_names if n in ("eta", "alpha")), method
 
 
