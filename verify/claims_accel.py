@@ -15,10 +15,11 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ntkode.errors import NtkodeError
-from ntkode.numerics import init_network, kernel_spectrum, ntk_infinite, simulate
+from ntkode.numerics import kernel_spectrum, ntk_infinite, simulate
 from ntkode.theory import iterate, named_tuning, optimal
 
 from .claim import Check, Claim, Curve, Evidence, Figure, Prediction, Tolerance
+from .claims_common import antisymmetric_net
 
 #: the error must fall by this factor (and stay below it)
 THRESHOLD = 1e-6
@@ -56,12 +57,9 @@ def pair_inputs(theta: float) -> np.ndarray:
 
 
 def antisymmetric_init(width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W, a) with rows [W', W'] and a = [a', -a'], (W', a') = init_network(width/2, 2, seed): the net
-    outputs exactly 0 at initialisation, so e_0 = -y, and H(W_0) is the kernel of width/2 neurons."""
-    if width % 2:
-        raise NtkodeError(f"width must be even for the antisymmetric initialisation; got {width}", param="width")
-    W, a = init_network(width // 2, 2, seed)
-    return np.vstack([W, W]), np.concatenate([a, -a])
+    """`antisymmetric_net` on the pairs' d = 2: the net outputs exactly 0 at initialisation, so e_0 = -y, and
+    H(W_0) is the kernel of width/2 neurons."""
+    return antisymmetric_net(width, 2, seed)
 
 
 def crossing_step(norms: np.ndarray, threshold: float = THRESHOLD) -> float:

@@ -197,6 +197,16 @@ def error_curves(label: str, series: np.ndarray, fit: Fit, predicted_rate: float
     ]
 
 
+def antisymmetric_net(width: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W, a) = ([W', W'], [a', -a']) with (W', a') = init_network(width/2, d, seed): paired neurons cancel, so
+    u_0 = 0 up to round-off and e_0 = -y; H(W_0) is the kernel of the width/2 distinct neurons (the doubling
+    trick of Chizat, Oyallon & Bach, "On lazy training in differentiable programming", NeurIPS 2019)."""
+    if int(width) % 2:
+        raise NtkodeError(f"width must be even for the antisymmetric initialisation; got {width}", param="width")
+    W, a = init_network(int(width) // 2, d, seed)
+    return np.vstack([W, W]), np.concatenate([a, -a])
+
+
 def initial_spectra(problem: Problem, width: int, seeds: int) -> np.ndarray:
     """(seeds, n) spectra of H(W_0) for seeds 0..S-1, drawn as `simulate` draws them (`init_network`)."""
     d = problem.X.shape[1]

@@ -13,8 +13,8 @@ from ntkode.theory import spectral_radius
 
 from .claim import Claim, Curve, Evidence, Figure, Prediction, Tolerance
 from .claims_common import (
-    DIGITS, Problem, finite_width_tolerance, kernel_error_tolerance, mean_and_stderr, on_each_dataset, problem,
-    run_simulation, sensitivity_note, width_tolerance,
+    DIGITS, Problem, antisymmetric_net, finite_width_tolerance, kernel_error_tolerance, mean_and_stderr,
+    on_each_dataset, problem, run_simulation, sensitivity_note, width_tolerance,
 )
 from .fit import MIN_POINTS, REL_FLOOR, fit_linear_rate
 
@@ -53,16 +53,6 @@ class PLCertificate:
     def loss_rate(self, eta: float) -> float:
         """Per-step factor of the loss, 1 - 2 eta mu (1 - beta eta/2) (= 1 - eta mu at eta = 1/beta)."""
         return 1.0 - 2.0 * eta * self.mu * (1.0 - self.beta * eta / 2.0)
-
-
-def antisymmetric_net(width: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W, a) = ([W', W'], [a', -a']) with (W', a') = init_network(width/2, d, seed): paired neurons cancel, so
-    u_0 = 0 up to round-off and e_0 = -y; H(W_0) is the kernel of the width/2 distinct neurons (the doubling
-    trick of Chizat, Oyallon & Bach, "On lazy training in differentiable programming", NeurIPS 2019)."""
-    if int(width) % 2:
-        raise NtkodeError(f"width must be even for the antisymmetric initialisation; got {width}", param="width")
-    W, a = init_network(int(width) // 2, d, seed)
-    return np.vstack([W, W]), np.concatenate([a, -a])
 
 
 def net_drawer(params: Mapping[str, Any], d: int) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
